@@ -1,0 +1,189 @@
+"""The `saola` command line (Typer): database, units, users, sources, serve and demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from saola.config import InsecureSettingsError, Settings
+from saola.core.auth.context import system_actor
+from saola.core.errors import DomainError
+from saola.db.engine import make_engine, make_session_factory, transaction
+
+app = typer.Typer(help="Saola: Trung tâm giám sát, điều hành (Intelligent Operations Center).",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+units_app = typer.Typer(help="The administrative unit tree.", no_args_is_help=True)
+users_app = typer.Typer(help="Users, roles and scopes.", no_args_is_help=True)
+sources_app = typer.Typer(help="Source systems and their API keys.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(units_app, name="units")
+app.add_typer(users_app, name="users")
+app.add_typer(sources_app, name="sources")
+
+console = Console()
+
+
+def progress_bar() -> Progress:
+    """The progress bar style every long CLI task uses."""
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console)
+
+
+def _settings(data_dir: Path | None = None, **overrides: object) -> Settings:
+    values: dict[str, object] = {k: v for k, v in overrides.items() if v is not None}
+    if data_dir is not None:
+        values["data_dir"] = data_dir
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(2)
+
+
+def upgrade_database(settings: Settings) -> None:
+    """Run migrations, then bring declared indicators into the catalog."""
+    from saola.core.indicators.service import sync_declared
+    from saola.db.migrate import upgrade
+    from saola.packs.manager import get_registry
+
+    upgrade(settings.url)
+    engine = make_engine(settings)
+    try:
+        with transaction(make_session_factory(engine)) as session:
+            sync_declared(session, registry=get_registry(tuple(settings.disabled_packs)))
+    finally:
+        engine.dispose()
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every migration (SQLite or PostgreSQL, from SAOLA_DATABASE_URL)."""
+    settings = _settings()
+    with console.status("Applying migrations..."):
+        upgrade_database(settings)
+    from saola.db.migrate import head_revision
+
+    console.print(f"[green]database at revision {head_revision()}[/green]")
+
+
+def load_units(settings: Settings) -> dict[str, int]:
+    """Load the official unit tree with a progress bar."""
+    from saola.core.units.service import load_official_units
+
+    engine = make_engine(settings)
+    try:
+        with progress_bar() as bar, transaction(make_session_factory(engine)) as session:
+            task = bar.add_task("Loading units", total=None)
+
+            def tick(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            return load_official_units(session, progress=tick)
+    finally:
+        engine.dispose()
+
+
+@units_app.command("load")
+def units_load() -> None:
+    """Load the nation, 34 provinces and 3,321 communes from the vietnam-provinces package (idempotent)."""
+    result = load_units(_settings())
+    console.print(f"units: {result['total']} ({result['province']} provinces, {result['commune']} communes), "
+                  f"{result['created']} new")
+
+
+@users_app.command("create")
+def users_create(
+    username: Annotated[str, typer.Option(help="Login name")],
+    password: Annotated[str, typer.Option(help="At least 8 characters")],
+    role: Annotated[str, typer.Option(help="admin, leader, operator, agency_staff, integrator or viewer")],
+    scope: Annotated[str, typer.Option(help="Unit code whose subtree the user sees (VN, 68, ...)")],
+    full_name: Annotated[str, typer.Option(help="Display name")] = "",
+) -> None:
+    """Create a user with a role and a scope."""
+    from saola.core.auth.schemas import UserCreate
+    from saola.core.auth.service import create_user
+
+    try:
+        UserCreate(username=username, password=password, role=role, scope=scope)  # type: ignore[arg-type]
+    except Exception as exc:
+        _fail(str(exc))
+    engine = make_engine(_settings())
+    try:
+        with transaction(make_session_factory(engine)) as session:
+            user = create_user(session, actor=system_actor("cli"), username=username, password=password,
+                               role=role, scope=scope, full_name=full_name)
+            console.print(f"created user {user.username} ({user.role}, scope {user.scope_code})")
+    except DomainError as exc:
+        _fail(exc.message)
+    finally:
+        engine.dispose()
+
+
+@sources_app.command("create")
+def sources_create(
+    name: Annotated[str, typer.Argument(help="Source name, lower-case")],
+    scope: Annotated[str, typer.Option(help="Unit code whose subtree the source may write")],
+    allow: Annotated[list[str] | None, typer.Option(help="kind:pattern it may write, repeatable")] = None,
+    description: Annotated[str, typer.Option()] = "",
+) -> None:
+    """Register a source system and print its API key (shown this once)."""
+    from saola.core.sources.service import create_source
+
+    engine = make_engine(_settings())
+    try:
+        with transaction(make_session_factory(engine)) as session:
+            source, key = create_source(session, actor=system_actor("cli"), name=name, scope=scope,
+                                        description=description, allowed_writes=allow or None)
+            console.print(f"created source {source.name} (id {source.id}, scope {source.scope_code})")
+            console.print(f"API key (shown once, send it as X-API-Key): [bold]{key}[/bold]")
+    except DomainError as exc:
+        _fail(exc.message)
+    finally:
+        engine.dispose()
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+) -> None:
+    """Serve the API without demo data or simulators (needs a real SAOLA_SECRET_KEY)."""
+    import uvicorn
+
+    from saola.app import create_app
+    from saola.logging import configure_logging
+
+    settings = _settings()
+    try:
+        settings.check_secure()
+    except InsecureSettingsError as exc:
+        _fail(str(exc))
+    configure_logging(settings.log_level, settings.log_json)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(help="Port to serve on")] = 8000,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder for the demo database")] = None,
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    seed_only: Annotated[bool, typer.Option(help="Create and seed the data, then exit")] = False,
+) -> None:
+    """Create (or reuse) the demo database for Lâm Đồng, run live simulated sources and serve the app."""
+    from saola.demo.runner import run_demo
+
+    run_demo(_settings(data_dir, demo_mode=True), host=host, port=port, seed_only=seed_only, console=console)
+
+
+def main() -> None:
+    """Entry point of the `saola` console script; packs may add commands first."""
+    from saola.packs.manager import get_plugin_manager
+
+    get_plugin_manager(()).hook.saola_cli(app=app)
+    app()

@@ -1,0 +1,1 @@
+"""Users, roles, scopes, password hashing and bearer tokens."""

@@ -1,0 +1,5 @@
+"""Routes of observations (to be written)."""
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/api", tags=["observations"])

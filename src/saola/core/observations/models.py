@@ -1,0 +1,80 @@
+"""Narrow time-series tables: raw observations, hourly and daily rollups, and the latest value.
+
+Rows carry small integer keys (indicator_id, subject_id) so that a reading costs a few dozen bytes; the
+natural key (indicator, subject, time) makes re-delivery harmless.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import Float, ForeignKey, Index, Integer, SmallInteger, String, UniqueConstraint, Uuid
+from sqlalchemy.orm import Mapped, mapped_column
+
+from saola.db.base import Base
+from saola.db.types import UTCDateTime
+
+
+class Subject(Base):
+    """What an observation is about: a unit, or an entity (which lies in a unit). Integer id for narrow rows."""
+
+    __tablename__ = "subjects"
+    __table_args__ = (UniqueConstraint("key"), Index("ix_subjects_unit", "unit_code"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(48))  # 'u:68' or 'e:<uuid>'
+    kind: Mapped[str] = mapped_column(String(8))  # unit | entity
+    unit_code: Mapped[str] = mapped_column(ForeignKey("units.code"))
+    entity_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("entities.id"))
+
+
+class Observation(Base):
+    """One value of one indicator for one subject at one time."""
+
+    __tablename__ = "observations"
+
+    indicator_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ts: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    value: Mapped[float] = mapped_column(Float)
+    quality: Mapped[int] = mapped_column(SmallInteger, default=0)  # 0 good, 1 suspect, 2 bad
+    source_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class _Rollup:
+    indicator_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bucket: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+    sum: Mapped[float] = mapped_column(Float)
+    min: Mapped[float] = mapped_column(Float)
+    max: Mapped[float] = mapped_column(Float)
+    last_ts: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_value: Mapped[float] = mapped_column(Float)
+
+
+class HourlyRollup(_Rollup, Base):
+    """Count, sum, min, max and last of good-quality readings per indicator, subject and UTC hour."""
+
+    __tablename__ = "observation_rollups_hourly"
+
+
+class DailyRollup(_Rollup, Base):
+    """The same per local day (Asia/Ho_Chi_Minh, UTC+7): a day in Vietnam, not in Greenwich."""
+
+    __tablename__ = "observation_rollups_daily"
+
+
+class LatestObservation(Base):
+    """The newest reading per indicator and subject, kept on ingest for the wallboard."""
+
+    __tablename__ = "observation_latest"
+    __table_args__ = (Index("ix_observation_latest_subject", "subject_id"),)
+
+    indicator_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ts: Mapped[datetime] = mapped_column(UTCDateTime)
+    value: Mapped[float] = mapped_column(Float)
+    quality: Mapped[int] = mapped_column(SmallInteger, default=0)
+    source_id: Mapped[int | None] = mapped_column(Integer)

@@ -1,0 +1,1 @@
+"""The administrative unit tree (nation -> provinces -> communes) and the agencies inside units."""

@@ -1,0 +1,27 @@
+"""The context handed to pack code that runs outside a request (demo seeding, simulators, jobs)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from saola.config import Settings
+
+
+@dataclass
+class PackContext:
+    """Settings, a session factory, the demo province, a seeded random generator and a progress callback."""
+
+    settings: Settings
+    session_factory: sessionmaker[Session]
+    now: datetime
+    province_code: str = "68"
+    rng: random.Random = field(default_factory=lambda: random.Random(68))
+    source_ids: dict[str, int] = field(default_factory=dict)
+    progress: Callable[[str, float], None] = lambda _label, _fraction: None
+    state: dict[str, Any] = field(default_factory=dict)
