@@ -51,9 +51,15 @@ def get_actor(
 ) -> Actor:
     """The caller: a user by bearer token, or a source system by X-API-Key; 401 for anything else."""
     if token:
-        actor = actor_for_user(session, user_from_token(session, settings, token), registry.permissions)
+        user = user_from_token(session, settings, token)
+        if user.is_demo and not settings.demo_mode:
+            raise Unauthorized("demo accounts are refused outside demo mode")
+        actor = actor_for_user(session, user, registry.permissions)
     elif api_key:
-        actor = actor_for_source(session, source_by_key(session, api_key))
+        source = source_by_key(session, api_key)
+        if source.is_demo and not settings.demo_mode:
+            raise Unauthorized("demo source keys are refused outside demo mode")
+        actor = actor_for_source(session, source)
     else:
         raise Unauthorized("send a bearer token (Authorization: Bearer ...) or an X-API-Key header")
     request.state.actor_name = actor.name

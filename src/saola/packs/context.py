@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from saola.config import Settings
+from saola.core.auth.context import Actor
 
 
 @dataclass
@@ -25,3 +26,13 @@ class PackContext:
     source_ids: dict[str, int] = field(default_factory=dict)
     progress: Callable[[str, float], None] = lambda _label, _fraction: None
     state: dict[str, Any] = field(default_factory=dict)
+
+    def source_actor(self, session: Session, slug: str) -> Actor:
+        """The Actor of the demo source registered for a pack, so its writes go through the same checks."""
+        from saola.core.sources.models import Source
+        from saola.core.sources.service import actor_for_source
+
+        source = session.get(Source, self.source_ids[slug])
+        if source is None:
+            raise KeyError(f"no demo source for pack {slug!r}")
+        return actor_for_source(session, source)

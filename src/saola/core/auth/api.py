@@ -11,6 +11,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 from saola.core.audit.service import audit
 from saola.core.auth import service
 from saola.core.auth.schemas import Me, Token, UserCreate, UserRead
+from saola.core.errors import Unauthorized
 from saola.deps import ActorDep, RegistryDep, SessionDep, SettingsDep
 
 router = APIRouter(prefix="/api", tags=["auth"])
@@ -23,6 +24,8 @@ def login(
 ) -> Token:
     """Exchange a username and password for a bearer token."""
     user = service.authenticate(session, username=form.username, password=form.password)
+    if user.is_demo and not settings.demo_mode:
+        raise Unauthorized("demo accounts are refused outside demo mode")
     token, ttl = service.issue_token(settings, user)
     actor = service.actor_for_user(session, user, registry.permissions)
     audit(session, actor=actor, action="auth.login", target_type="user", target_id=str(user.id))

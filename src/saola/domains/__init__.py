@@ -1,0 +1,1 @@
+"""Built-in domain packs. Each is loaded through the `saola.packs` entry points like a third-party pack."""

@@ -1,0 +1,1 @@
+"""Public administrative services pack (dịch vụ công): dossiers received, resolved and on time."""

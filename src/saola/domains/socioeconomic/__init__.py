@@ -1,0 +1,1 @@
+"""Socio-economic pack (kinh tế - xã hội): monthly indicators against the province's plan targets."""

@@ -1,0 +1,66 @@
+"""Health, metrics, limits on request bodies, and the OpenAPI document."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from saola import __version__
+from saola.db.migrate import head_revision
+
+
+def test_health_reports_version_database_and_revision(client: TestClient, backend: str) -> None:
+    r = client.get("/api/health")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "ok"
+    assert body["version"] == __version__
+    assert body["database"] == backend
+    assert body["migration_revision"] == head_revision() and body["migrations_current"] is True
+    assert "core" in body["packs"]
+
+
+def test_metrics_count_requests(client: TestClient) -> None:
+    client.get("/api/health")
+    text = client.get("/metrics").text
+    assert "saola_http_requests_total" in text
+    line = next(ln for ln in text.splitlines()
+                if ln.startswith("saola_http_requests_total") and 'route="/api/health"' in ln and 'status="200"' in ln)
+    assert float(line.rsplit(" ", 1)[1]) >= 1
+    assert "saola_observations_ingested_total" in text
+
+
+def test_oversized_body_gets_413(client: TestClient, admin_headers, app) -> None:
+    limit = app.state.settings.max_body_bytes
+    r = client.post("/api/agencies", content=b"x" * (limit + 1),
+                    headers={**admin_headers, "Content-Type": "application/json"})
+    assert r.status_code == 413
+    assert "exceeds" in r.json()["detail"]
+
+
+def test_malformed_json_names_the_problem(client: TestClient, admin_headers) -> None:
+    r = client.post("/api/agencies", content=b'{"unit_code": "68", ', headers={**admin_headers,
+                                                                             "Content-Type": "application/json"})
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["type"] == "json_invalid"
+
+
+def test_unknown_field_is_refused_with_its_path(client: TestClient, admin_headers) -> None:
+    r = client.post("/api/agencies", json={"unit_code": "68", "code": "x", "name": "X", "colour": "red"},
+                    headers=admin_headers)
+    assert r.status_code == 422
+    assert ["body", "colour"] in [e["loc"] for e in r.json()["errors"]]
+
+
+def test_every_route_is_typed_in_openapi(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    untyped = []
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            ok = op.get("responses", {}).get("200") or op.get("responses", {}).get("201")
+            content = (ok or {}).get("content", {})
+            schema = next(iter(content.values()), {}).get("schema") if content else None
+            if path != "/metrics" and not schema:
+                untyped.append(f"{method.upper()} {path}")
+            if not op.get("summary"):
+                untyped.append(f"{method.upper()} {path} has no summary")
+    assert untyped == []
