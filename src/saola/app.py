@@ -10,7 +10,7 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from saola import __version__
@@ -127,6 +127,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return response
 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        # The web UI arrives with its own pack; until then the API documentation is the front door.
+        return RedirectResponse("/docs")
 
     for routers in pm.hook.saola_routers(settings=settings):
         for router in routers or []:

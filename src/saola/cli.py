@@ -67,9 +67,9 @@ def db_upgrade() -> None:
     settings = _settings()
     with console.status("Applying migrations..."):
         upgrade_database(settings)
-    from saola.db.migrate import head_revision
+    from saola.db.migrate import head_revisions
 
-    console.print(f"[green]database at revision {head_revision()}[/green]")
+    console.print(f"[green]database at revision {', '.join(sorted(head_revisions()))}[/green]")
 
 
 def load_units(settings: Settings) -> dict[str, int]:

@@ -8,7 +8,7 @@ from sqlalchemy import text
 
 from saola import __version__
 from saola.core.health.schemas import Health
-from saola.db.migrate import head_revision
+from saola.db.migrate import head_revisions
 from saola.deps import RegistryDep, SessionDep, SettingsDep
 
 router = APIRouter(tags=["health"])
@@ -18,16 +18,16 @@ router = APIRouter(tags=["health"])
 def health(session: SessionDep, settings: SettingsDep, registry: RegistryDep) -> Health:
     """Status, version, database kind and the migration revision the database is at."""
     try:
-        revision = session.execute(text("SELECT version_num FROM alembic_version")).scalar()
-    except Exception:
-        revision = None
-    current = revision is not None and revision == head_revision()
+        revisions = set(session.scalars(text("SELECT version_num FROM alembic_version")))
+    except Exception:  # no alembic_version table: the database was never migrated
+        revisions = set()
+    current = revisions == head_revisions()
     return Health(
         status="ok" if current else "degraded",
         version=__version__,
         node=settings.node_id,
         database="sqlite" if settings.is_sqlite else "postgresql",
-        migration_revision=revision,
+        migration_revision=",".join(sorted(revisions)) or None,
         migrations_current=current,
         packs=sorted(registry.packs),
     )
