@@ -1,0 +1,1 @@
+"""Alembic branch 'land': the land pack's tables."""
