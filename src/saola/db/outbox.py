@@ -35,14 +35,19 @@ class OutboxEntry(Base):
 
 
 def record_change(
-    session: Session, *, topic: str, aggregate_type: str, aggregate_id: str, payload: dict[str, Any]
+    session: Session, *, topic: str, aggregate_type: str, aggregate_id: str, payload: dict[str, Any],
+    live: dict[str, Any] | None = None,
 ) -> OutboxEntry:
-    """Add an outbox row to the session's transaction and queue it for the bus after commit."""
+    """Add an outbox row to the session's transaction and queue it for the bus after commit.
+
+    `live` carries bulky data that subscribers on this node need right away (for example the rows of an
+    ingested batch, for the rules and the stream) but that the outbox need not keep.
+    """
     entry = OutboxEntry(
         topic=topic, aggregate_type=aggregate_type, aggregate_id=aggregate_id, payload=payload
     )
     session.add(entry)
-    session.info.setdefault("outbox_pending", []).append(entry)
+    session.info.setdefault("outbox_pending", []).append((entry, live or {}))
     return entry
 
 
@@ -54,8 +59,9 @@ def _publish_after_commit(session: Session) -> None:
     from saola.bus import get_bus  # local import: the bus is optional for storage users
 
     bus = get_bus()
-    for entry in pending:
-        bus.publish(entry.topic, {"topic": entry.topic, "id": entry.aggregate_id, **entry.payload})
+    for entry, live in pending:
+        bus.publish(entry.topic, {"topic": entry.topic, "id": entry.aggregate_id, "outbox_id": entry.id,
+                                  **entry.payload, **live})
 
 
 @event.listens_for(Session, "after_rollback")
