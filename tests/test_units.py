@@ -75,4 +75,12 @@ def test_province_leader_sees_only_their_province(client: TestClient, make_user)
 def test_units_need_credentials(client: TestClient) -> None:
     assert client.get("/api/units").status_code == 401
     assert client.get("/api/units", headers={"Authorization": "Bearer nonsense"}).status_code == 401
-    assert client.get("/api/units", headers={"X-API-Key": "sk_000000000000_wrongwrongwrongwrongwrong"}).status_code == 401
+    wrong_key = {"X-API-Key": "sk_000000000000_wrongwrongwrongwrongwrong"}
+    assert client.get("/api/units", headers=wrong_key).status_code == 401
+
+
+def test_search_text_and_offset_are_bounded(client: TestClient, admin_headers) -> None:
+    r = client.get("/api/units", params={"q": "da\x00lat"}, headers=admin_headers)
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["query", "q"]
+    r = client.get("/api/units", params={"offset": 10**20}, headers=admin_headers)
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["query", "offset"]

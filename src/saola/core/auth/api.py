@@ -12,6 +12,7 @@ from saola.core.audit.service import audit
 from saola.core.auth import service
 from saola.core.auth.schemas import Me, Token, UserCreate, UserRead
 from saola.core.errors import Unauthorized
+from saola.core.limits import MAX_OFFSET
 from saola.deps import ActorDep, RegistryDep, SessionDep, SettingsDep
 
 router = APIRouter(prefix="/api", tags=["auth"])
@@ -42,7 +43,7 @@ def me(actor: ActorDep) -> Me:
 @router.get("/users", response_model=list[UserRead], summary="List users")
 def list_users(
     session: SessionDep, actor: ActorDep,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100, offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100, offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> list[UserRead]:
     """Users whose scope lies inside the caller's scope."""
     _, items = service.list_users(session, actor=actor, limit=limit, offset=offset)

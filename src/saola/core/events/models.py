@@ -21,6 +21,7 @@ class Event(IdMixin, NodeMixin, Base):
         UniqueConstraint("source_id", "external_id"),
         Index("ix_events_unit_time", "unit_code", "occurred_at"),
         Index("ix_events_type_time", "type", "occurred_at"),
+        Index("ix_events_time", "occurred_at"),  # the newest-first listing of a whole scope
     )
 
     type: Mapped[str] = mapped_column(String(60))

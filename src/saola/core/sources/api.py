@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
+from saola.core.limits import MAX_OFFSET
 from saola.core.sources import service
 from saola.core.sources.schemas import SourceCreate, SourceCreated, SourceRead
 from saola.deps import ActorDep, SessionDep
@@ -16,7 +17,7 @@ router = APIRouter(prefix="/api/sources", tags=["sources"])
 @router.get("", response_model=list[SourceRead], summary="List source systems")
 def list_sources(
     session: SessionDep, actor: ActorDep,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100, offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100, offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> list[SourceRead]:
     """Sources registered inside the caller's scope."""
     _, items = service.list_sources(session, actor=actor, limit=limit, offset=offset)

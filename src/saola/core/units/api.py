@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
+from saola.core.limits import MAX_OFFSET, text_query
 from saola.core.units import service
 from saola.core.units.schemas import AgencyCreate, AgencyRead, UnitLevel, UnitPage, UnitRead
 from saola.deps import ActorDep, SessionDep
@@ -20,9 +21,9 @@ def list_units(
     actor: ActorDep,
     parent: Annotated[str | None, Query(max_length=16, description="Parent unit code")] = None,
     level: UnitLevel | None = None,
-    q: Annotated[str | None, Query(max_length=100, description="Text; diacritics and case ignored")] = None,
+    q: Annotated[str | None, text_query()] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> UnitPage:
     """Units inside the caller's scope."""
     actor.require("units:read")
@@ -57,9 +58,9 @@ def list_agencies(
     session: SessionDep,
     actor: ActorDep,
     unit: Annotated[str | None, Query(max_length=16)] = None,
-    q: Annotated[str | None, Query(max_length=100)] = None,
+    q: Annotated[str | None, text_query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> list[AgencyRead]:
     """Agencies in units of the caller's scope."""
     _, items = service.list_agencies(session, actor=actor, unit_code=unit, q=q, limit=limit, offset=offset)

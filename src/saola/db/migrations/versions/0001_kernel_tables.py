@@ -332,6 +332,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_events_entity_id"), ["entity_id"], unique=False)
+        batch_op.create_index("ix_events_time", ["occurred_at"], unique=False)
         batch_op.create_index("ix_events_type_time", ["type", "occurred_at"], unique=False)
         batch_op.create_index("ix_events_unit_time", ["unit_code", "occurred_at"], unique=False)
 
@@ -362,6 +363,7 @@ def downgrade() -> None:
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.drop_index("ix_events_unit_time")
         batch_op.drop_index("ix_events_type_time")
+        batch_op.drop_index("ix_events_time")
         batch_op.drop_index(batch_op.f("ix_events_entity_id"))
 
     op.drop_table("events")
