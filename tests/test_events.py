@@ -364,3 +364,20 @@ def test_database_refuses_changes_to_events(client: TestClient, admin_headers, s
         session.rollback()
         assert session.scalar(count) == 1
         assert session.scalar(select(Event.title).where(Event.external_id == mark)) == "Xâm nhập trái phép"
+
+
+def test_bus_hears_each_new_event_after_commit(client: TestClient, admin_headers) -> None:
+    from saola.bus import Message, get_bus
+
+    heard: list[Message] = []
+    unsubscribe = get_bus().subscribe("events.ingested", heard.append)
+    try:
+        r = post(client, admin_headers, event(title="mưa lớn"), event(title="sạt lở"))
+        assert r.status_code == 200, r.text
+    finally:
+        unsubscribe()
+    assert len(heard) == 1  # one message per batch, not per row
+    items = heard[0].data["items"]
+    assert [i["title"] for i in items] == ["mưa lớn", "sạt lở"]
+    assert {i["id"] for i in items} == set(map(str, r.json()["ids"]))
+    assert all(i["type"] == "test.alarm" and i["unit"] for i in items)

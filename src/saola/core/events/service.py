@@ -176,7 +176,8 @@ def emit(
                    "units": sorted({r["unit_code"] for r in new_rows}), "max_severity": worst,
                    "source_id": actor.source_id}
         record_change(session, topic="events.ingested", aggregate_type="event", aggregate_id=str(new_rows[0]["id"]),
-                      payload={**summary, "ids": [str(r["id"]) for r in new_rows]})
+                      payload={**summary, "ids": [str(r["id"]) for r in new_rows]},
+                      live={"items": [_live_item(r) for r in new_rows]})
         # Sources are named on each event (source_id); a person's events are traced in the audit log.
         if actor.kind == "user":
             audit(session, actor=actor, action="event.emit", target_type="event",
@@ -229,3 +230,11 @@ def get_event(session: Session, *, actor: Actor, event_id: uuid.UUID) -> Event:
     if event is None or unit is None or not actor.sees_path(unit.path):
         raise NotFound(f"event {event_id} not found")
     return event
+
+
+def _live_item(row: dict[str, Any]) -> dict[str, Any]:
+    """What rules and the stream need of a new event, JSON-ready."""
+    return {"id": str(row["id"]), "type": row["type"], "severity": row["severity"], "unit": row["unit_code"],
+            "entity": str(row["entity_id"]) if row["entity_id"] else None,
+            "occurred_at": row["occurred_at"].isoformat(), "title": row["title"], "lon": row["lon"],
+            "lat": row["lat"]}
