@@ -18,7 +18,10 @@ from saola.config import Settings, get_settings
 from saola.core.errors import DomainError
 from saola.core.health.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from saola.db.engine import make_engine, make_session_factory
+from saola.db.types import utcnow
+from saola.packs.context import PackContext
 from saola.packs.manager import get_plugin_manager, get_registry
+from saola.scheduler import JobRunner
 
 log = structlog.get_logger("saola.http")
 
@@ -95,7 +98,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pm.hook.saola_startup(app=app)
+        jobs = [job for group in pm.hook.saola_scheduled_jobs(settings=settings) for job in group or []]
+        runner = None
+        if jobs and settings.run_jobs:
+            context = PackContext(settings=settings, session_factory=app.state.session_factory, now=utcnow())
+            runner = JobRunner(context, jobs)
+            runner.start()
         yield
+        if runner:
+            runner.stop()
         engine.dispose()
 
     app = FastAPI(

@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     log_json: bool = Field(default=False, description="Write logs as JSON lines instead of console text.")
     disabled_packs: list[str] = Field(default_factory=list, description="Built-in pack slugs not to load.")
     timezone: str = Field(default="Asia/Ho_Chi_Minh", description="Time zone used to show times.")
+    run_jobs: bool = Field(default=True, description="Run the packs' scheduled jobs in this process.")
 
     @model_validator(mode="after")
     def _default_database(self) -> Settings:

@@ -50,3 +50,15 @@ def upgrade(url: str, revision: str = "heads") -> None:
 def head_revisions() -> frozenset[str]:
     """The newest revision of every branch shipped with this version."""
     return frozenset(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())
+
+
+def is_current(applied_heads: set[str]) -> bool:
+    """True when the database's recorded revisions include every shipped head, directly or as a dependency."""
+    if not applied_heads:
+        return False
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    try:
+        reached = {rev.revision for rev in script.iterate_revisions(tuple(applied_heads), "base")}
+    except Exception:  # a revision unknown to this version: the database is ahead or foreign
+        return False
+    return head_revisions() <= reached

@@ -8,7 +8,7 @@ from sqlalchemy import text
 
 from saola import __version__
 from saola.core.health.schemas import Health
-from saola.db.migrate import head_revisions
+from saola.db.migrate import is_current
 from saola.deps import RegistryDep, SessionDep, SettingsDep
 
 router = APIRouter(tags=["health"])
@@ -21,7 +21,7 @@ def health(session: SessionDep, settings: SettingsDep, registry: RegistryDep) ->
         revisions = set(session.scalars(text("SELECT version_num FROM alembic_version")))
     except Exception:  # no alembic_version table: the database was never migrated
         revisions = set()
-    current = revisions == head_revisions()
+    current = is_current(revisions)
     return Health(
         status="ok" if current else "degraded",
         version=__version__,
