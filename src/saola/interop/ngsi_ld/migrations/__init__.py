@@ -1,0 +1,1 @@
+"""Alembic branch 'ngsi_ld': tables of this door."""

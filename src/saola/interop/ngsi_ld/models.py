@@ -1,0 +1,1 @@
+"""Tables of the ngsi_ld door (to be written)."""

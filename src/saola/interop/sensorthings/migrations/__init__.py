@@ -1,0 +1,1 @@
+"""Alembic branch 'sensorthings': tables of this door."""

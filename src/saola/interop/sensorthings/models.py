@@ -1,0 +1,1 @@
+"""Tables of the sensorthings door (to be written)."""
