@@ -31,8 +31,14 @@ def get_registry_dep(request: Request) -> Registry:
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    """A session in one transaction around the route: committed before the answer, rolled back on error."""
+    """A session in one transaction around the route: committed before the answer, rolled back on error.
+
+    On SQLite a request that may write takes the write lock when it begins: a deferred transaction that
+    reads, then writes after another writer committed, would be refused outright instead of waiting.
+    """
     with request.app.state.session_factory() as session, session.begin():
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            session.connection(execution_options={"sqlite_immediate": True})
         yield session
 
 

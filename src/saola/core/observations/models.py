@@ -42,6 +42,11 @@ class Observation(Base):
     source_id: Mapped[int | None] = mapped_column(Integer)
 
 
+# Rollup and latest rows are updated by every batch: leave room in each page so PostgreSQL can update them in
+# place (HOT updates) instead of writing new index entries each time.
+_UPDATED_IN_PLACE = {"postgresql_with": {"fillfactor": 70}}
+
+
 class _Rollup:
     indicator_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     subject_id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -58,19 +63,21 @@ class HourlyRollup(_Rollup, Base):
     """Count, sum, min, max and last of good-quality readings per indicator, subject and UTC hour."""
 
     __tablename__ = "observation_rollups_hourly"
+    __table_args__ = (_UPDATED_IN_PLACE,)
 
 
 class DailyRollup(_Rollup, Base):
     """The same per local day (Asia/Ho_Chi_Minh, UTC+7): a day in Vietnam, not in Greenwich."""
 
     __tablename__ = "observation_rollups_daily"
+    __table_args__ = (_UPDATED_IN_PLACE,)
 
 
 class LatestObservation(Base):
     """The newest reading per indicator and subject, kept on ingest for the wallboard."""
 
     __tablename__ = "observation_latest"
-    __table_args__ = (Index("ix_observation_latest_subject", "subject_id"),)
+    __table_args__ = (Index("ix_observation_latest_subject", "subject_id"), _UPDATED_IN_PLACE)
 
     indicator_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     subject_id: Mapped[int] = mapped_column(Integer, primary_key=True)

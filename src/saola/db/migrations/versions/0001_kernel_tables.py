@@ -83,6 +83,7 @@ def upgrade() -> None:
         sa.Column("quality", sa.SmallInteger(), nullable=False),
         sa.Column("source_id", sa.Integer(), nullable=True),
         sa.PrimaryKeyConstraint("indicator_id", "subject_id", name=op.f("pk_observation_latest")),
+        postgresql_with={"fillfactor": 70},
     )
     with op.batch_alter_table("observation_latest", schema=None) as batch_op:
         batch_op.create_index("ix_observation_latest_subject", ["subject_id"], unique=False)
@@ -101,6 +102,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint(
             "indicator_id", "subject_id", "bucket", name=op.f("pk_observation_rollups_daily")
         ),
+        postgresql_with={"fillfactor": 70},
     )
     op.create_table(
         "observation_rollups_hourly",
@@ -116,6 +118,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint(
             "indicator_id", "subject_id", "bucket", name=op.f("pk_observation_rollups_hourly")
         ),
+        postgresql_with={"fillfactor": 70},
     )
     op.create_table(
         "observations",

@@ -1,0 +1,1 @@
+"""Side-by-side ratio benchmarks; results go to docs/benchmarks.md."""

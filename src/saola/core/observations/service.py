@@ -1,0 +1,722 @@
+"""Observations: the one bulk ingest path every door calls, series queries over rollups, and latest values.
+
+Ingest stays bulk end to end: a batch is validated in one pydantic call, looked up with a handful of queries,
+and written with one statement per table (executemany on SQLite; COPY plus one INSERT ... ON CONFLICT on
+PostgreSQL). Hourly and daily rollups and the latest-value table are maintained in the same transaction, so
+dashboards never scan raw readings.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from itertools import groupby
+from operator import itemgetter
+from typing import Any
+
+import orjson
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy import ColumnElement, Select, bindparam, func, literal, literal_column, or_, select, type_coerce
+from sqlalchemy.orm import Session
+
+from saola.core.auth.context import Actor
+from saola.core.entities.models import Entity
+from saola.core.errors import FieldError, Forbidden, NotFound, ValidationFailed
+from saola.core.health.metrics import OBSERVATIONS_INGESTED
+from saola.core.indicators.models import Indicator
+from saola.core.indicators.service import IndicatorRef, indicators_by_code, local_to_utc
+from saola.core.observations.models import DailyRollup, HourlyRollup, LatestObservation, Observation, Subject
+from saola.core.observations.schemas import (
+    MAX_BATCH,
+    MAX_POINTS,
+    SUBJECT_RULE,
+    Agg,
+    Bucket,
+    IngestResult,
+    LatestRead,
+    ObservationDict,
+    ObservationIn,
+    Point,
+    Series,
+    SubjectKind,
+)
+from saola.core.units.models import Unit
+from saola.core.units.service import normalize_code, scope_condition
+from saola.db.ids import new_id
+from saola.db.outbox import record_change
+from saola.db.types import UTCDateTime, utcnow
+from saola.db.upsert import upsert_rows
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_AHEAD = timedelta(days=1)
+VN_OFFSET_S = 7 * 3600  # Vietnam is UTC+7 all year: a local day starts at 17:00 UTC the day before
+VN_OFFSET = timedelta(seconds=VN_OFFSET_S)
+_CHUNK = 500  # keeps IN lists under every driver's parameter limit
+
+_batch_adapter: TypeAdapter[list[ObservationDict]] = TypeAdapter(list[ObservationDict])
+
+# Lookups are built once with expanding parameters: building an IN list element by element costs more than
+# running the query.
+_UNITS_WITH_SUBJECTS = (select(Unit.code, Unit.path, Subject.id)
+                        .outerjoin(Subject, Subject.key == literal("u:").concat(Unit.code))
+                        .where(Unit.code.in_(bindparam("codes", expanding=True))))
+_ENTITIES_WITH_UNITS = (select(Entity.id, Entity.unit_code, Unit.path).join(Unit, Unit.code == Entity.unit_code)
+                        .where(Entity.id.in_(bindparam("ids", expanding=True))))
+_SUBJECT_IDS = select(Subject.key, Subject.id).where(Subject.key.in_(bindparam("keys", expanding=True)))
+
+
+class _Subject:
+    """A subject named by a batch: its key, its unit (for scope) and its integer id (negative until stored)."""
+
+    __slots__ = ("entity_id", "id", "key", "kind", "unit_code", "unit_path")
+
+    def __init__(self, key: str, kind: str, unit_code: str, unit_path: str, entity_id: uuid.UUID | None,
+                 subject_id: int | None) -> None:
+        self.key, self.kind, self.unit_code, self.unit_path = key, kind, unit_code, unit_path
+        self.entity_id, self.id = entity_id, subject_id or 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# ingest
+
+
+def _validated(items: Sequence[ObservationIn | Mapping[str, Any]]) -> tuple[list[tuple[int, dict]], list[FieldError]]:
+    """(index, row dict) for rows that pass type validation, and a FieldError for every problem found."""
+    if all(isinstance(it, ObservationIn) for it in items):
+        return [(i, it.__dict__) for i, it in enumerate(items)], []  # already validated (the HTTP door)
+    plain = [it.__dict__ if isinstance(it, ObservationIn) else it for it in items]
+    try:
+        # One pydantic call for the whole batch, into plain dicts: several times cheaper than a model per row.
+        return list(enumerate(_batch_adapter.validate_python(plain))), []  # type: ignore[arg-type]
+    except ValidationError as exc:
+        found = exc.errors(include_url=False)
+    # loc is (row, field[, union member]): keep the row and the field, which is what callers can act on.
+    errors = [FieldError(["items", *e["loc"][:2]], e["msg"], e["type"]) for e in found]
+    bad = {e["loc"][0] for e in found if e["loc"]}
+    good = [i for i in range(len(plain)) if i not in bad]
+    rows = _batch_adapter.validate_python([plain[i] for i in good]) if good else []
+    return list(zip(good, rows, strict=True)), errors  # type: ignore[arg-type]
+
+
+def _subjects(session: Session, raw_units: Iterable[str], raw_entities: Iterable[str | uuid.UUID],
+              ) -> tuple[dict[str, _Subject], dict[Any, _Subject]]:
+    """The subjects a batch names, by the unit code or entity id as given; unknown ones are left out.
+
+    Subjects not stored yet get provisional negative ids, replaced once they are created (after validation).
+    """
+    codes = {raw: normalize_code(raw) for raw in raw_units}
+    # Unit codes are short alphanumerics; anything else is unknown without asking the database (which may
+    # refuse NUL bytes or lone surrogates outright).
+    listed = sorted({c for c in codes.values() if c.isascii() and c.isalnum()})
+    known: dict[str, tuple[str, int | None]] = {}
+    for s in range(0, len(listed), _CHUNK):
+        for code, path, sid in session.execute(_UNITS_WITH_SUBJECTS, {"codes": listed[s:s + _CHUNK]}):
+            known[code] = (path, sid)
+    by_unit = {code: _Subject("u:" + code, "unit", code, known[code][0], None, known[code][1])
+               for code in listed if code in known}
+    units = {raw: by_unit[code] for raw, code in codes.items() if code in by_unit}
+
+    parsed: dict[Any, uuid.UUID] = {}
+    for raw in raw_entities:
+        try:
+            parsed[raw] = raw if isinstance(raw, uuid.UUID) else uuid.UUID(raw)
+        except ValueError:
+            continue  # reported per row as an unknown entity
+    ids = sorted(set(parsed.values()))
+    found: dict[uuid.UUID, _Subject] = {}
+    for s in range(0, len(ids), _CHUNK):
+        for eid, unit_code, path in session.execute(_ENTITIES_WITH_UNITS, {"ids": ids[s:s + _CHUNK]}):
+            found[eid] = _Subject(f"e:{eid}", "entity", unit_code, path, eid, None)
+    keys = [s.key for s in found.values()]
+    by_key = {s.key: s for s in found.values()}
+    for s in range(0, len(keys), _CHUNK):
+        for key, sid in session.execute(_SUBJECT_IDS, {"keys": keys[s:s + _CHUNK]}):
+            by_key[key].id = sid
+    entities = {raw: found[eid] for raw, eid in parsed.items() if eid in found}
+    provisional = -1
+    for subject in (*by_unit.values(), *found.values()):
+        if not subject.id:
+            subject.id, provisional = provisional, provisional - 1
+    return units, entities
+
+
+def _store_new_subjects(session: Session, subjects: Sequence[_Subject]) -> dict[int, int]:
+    """Insert the subjects that have provisional ids; returns provisional id -> stored id."""
+    new = {s.key: s for s in subjects if s.id < 0}
+    if not new:
+        return {}
+    rows = [dict(key=s.key, kind=s.kind, unit_code=s.unit_code, entity_id=s.entity_id) for s in new.values()]
+    upsert_rows(session, Subject.__table__, rows, key=["key"])  # DO NOTHING: a concurrent creator may win
+    remap: dict[int, int] = {}
+    keys = sorted(new)
+    for s in range(0, len(keys), _CHUNK):
+        for key, sid in session.execute(_SUBJECT_IDS, {"keys": keys[s:s + _CHUNK]}):
+            remap[new[key].id] = sid
+            new[key].id = sid
+    return remap
+
+
+def _ts_text(ts: datetime) -> str:
+    # isoformat with microseconds always matches SQLAlchemy's SQLite DateTime storage format once the
+    # '+00:00' suffix is cut, so rows written here read back through the ORM like any other.
+    return ts.astimezone(UTC).isoformat(" ", "microseconds")[:26]
+
+
+def _parse_ts(ts: str | datetime) -> datetime | str:
+    """An aware datetime, or the reason why not."""
+    if isinstance(ts, datetime):
+        return ts
+    try:
+        parsed = datetime.fromisoformat(ts)
+    except ValueError:
+        return "Input should be a valid datetime with a time zone, e.g. 2026-11-25T08:00:00+07:00"
+    return parsed if parsed.tzinfo is not None else "Input should have timezone info"
+
+
+def _moment(ts: str | datetime, sqlite: bool) -> tuple[float, Any, str] | None:
+    """(epoch seconds, the time as the driver takes it, ISO text) or None when ts is not an aware time."""
+    parsed = _parse_ts(ts)
+    if isinstance(parsed, str):
+        return None
+    try:
+        utc = parsed.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 pushed off the calendar by its offset: out of range anyway
+        return None
+    return utc.timestamp(), (_ts_text(utc) if sqlite else utc), utc.isoformat()
+
+
+def _row_errors(i: int, r: Mapping[str, Any], ind: IndicatorRef | None, subject: _Subject | None,
+                units: Mapping[str, _Subject], entities: Mapping[Any, _Subject],
+                latest_e: float) -> list[FieldError]:
+    """Every reason a type-valid row is refused (the slow path, taken only for bad rows)."""
+    errors = []
+    code, unit, entity = r["indicator"], r.get("unit"), r.get("entity")
+    if ind is None or not ind.is_active:
+        why = f"unknown indicator {code!r}" if ind is None else f"indicator {code!r} is inactive"
+        errors.append(FieldError(["items", i, "indicator"], why))
+    if (unit is None) == (entity is None):
+        errors.append(FieldError(["items", i, "entity"], SUBJECT_RULE))
+    elif unit is not None and unit not in units:
+        errors.append(FieldError(["items", i, "unit"], f"unknown unit {unit!r}"))
+    elif entity is not None and entity not in entities:
+        why = "Input should be a valid UUID" if isinstance(entity, str) and not _is_uuid(entity) else "unknown entity"
+        errors.append(FieldError(["items", i, "entity"], f"{why}: {entity}"))
+    elif ind is not None and subject is not None and ind.subject_kind not in ("any", subject.kind):
+        errors.append(FieldError(["items", i, subject.kind], f"indicator {code!r} is measured on {ind.subject_kind}s"))
+    parsed = _parse_ts(r["ts"])
+    if isinstance(parsed, str):
+        errors.append(FieldError(["items", i, "ts"], parsed))
+    elif parsed.timestamp() < 0:
+        errors.append(FieldError(["items", i, "ts"], "must not be before 1970-01-01"))
+    elif parsed.timestamp() > latest_e:
+        errors.append(FieldError(["items", i, "ts"], "must not be more than one day in the future"))
+    return errors
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
+_MISSING = object()
+_RowT = tuple[int, int, Any, float, int, "int | None"]  # indicator_id, subject_id, time, value, quality, source_id
+
+
+def ingest(
+    session: Session, *, actor: Actor, items: Sequence[ObservationIn | Mapping[str, Any]],
+    now: datetime | None = None,
+) -> IngestResult:
+    """Validate and write a batch of readings, all or nothing, keeping rollups and latest values in step."""
+    actor.require("observations:write")
+    if len(items) > MAX_BATCH:
+        raise ValidationFailed(f"a batch holds at most {MAX_BATCH} readings, got {len(items)}",
+                               [FieldError(["items"], f"at most {MAX_BATCH} items")])
+    if not items:
+        return IngestResult(accepted=0, duplicates=0, flagged=0, batch_id=str(new_id()))
+    latest_e = ((now or utcnow()) + MAX_AHEAD).timestamp()
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    valid, errors = _validated(items)
+
+    # Bulk lookups: a few queries per batch, never one per row.
+    indicators = indicators_by_code(session, {r["indicator"] for _, r in valid})
+    units, entities = _subjects(session, {r.get("unit") for _, r in valid} - {None},  # type: ignore[arg-type]
+                                {r.get("entity") for _, r in valid} - {None})  # type: ignore[arg-type]
+    inf = float("inf")
+    bounds = {r.id: (-inf if r.min_value is None else r.min_value, inf if r.max_value is None else r.max_value)
+              for r in indicators.values()}
+
+    # The per-row loop does dictionary lookups and comparisons only: it runs for every reading. A batch carries
+    # few distinct times (a network reports all stations at once), so each is parsed and formatted once.
+    source_id = actor.source_id
+    rows: dict[tuple[int, int, Any], tuple[int, int, Any, float, int, int | None]] = {}
+    moments: dict[Any, tuple[float, Any, str] | None] = {}
+    ind_get, unit_get, entity_get, moment_get = indicators.get, units.get, entities.get, moments.get
+    out_of_range = 0
+    for i, r in valid:
+        ind = ind_get(r["indicator"])
+        unit, entity = r.get("unit"), r.get("entity")
+        subject = unit_get(unit) if entity is None else entity_get(entity) if unit is None else None
+        ts = r["ts"]
+        moment = moment_get(ts, _MISSING)
+        if moment is _MISSING:
+            moment = moments[ts] = _moment(ts, sqlite)
+        if (ind is None or subject is None or moment is None or not ind.is_active
+                or not 0.0 <= moment[0] <= latest_e  # type: ignore[index]
+                or (ind.subject_kind != "any" and ind.subject_kind != subject.kind)):
+            errors.extend(_row_errors(i, r, ind, subject, units, entities, latest_e))
+            continue
+        iid, sid, m, value = ind.id, subject.id, moment[1], r["value"]  # type: ignore[index]
+        lo, hi = bounds[iid]
+        if lo <= value <= hi:
+            rows[(iid, sid, m)] = (iid, sid, m, value, r.get("quality", 0), source_id)  # a later copy wins
+        else:  # kept, but marked bad and left out of rollups
+            rows[(iid, sid, m)] = (iid, sid, m, value, 2, source_id)
+            out_of_range += 1
+    if errors:
+        errors.sort(key=lambda e: e.loc[1] if len(e.loc) > 1 and isinstance(e.loc[1], int) else -1)
+        raise ValidationFailed(f"{len({tuple(e.loc[:2]) for e in errors})} invalid reading(s); nothing was written",
+                               errors)
+
+    # Every subject and indicator found was named by a valid row, so these are exactly the batch's own.
+    subjects = list({s.key: s for s in (*units.values(), *entities.values())}.values())
+    outside = sorted({s.unit_code for s in subjects if not actor.sees_path(s.unit_path)})
+    if outside:
+        shown = ", ".join(outside[:10]) + (" ..." if len(outside) > 10 else "")
+        raise Forbidden(f"units {shown} are outside the scope of {actor.kind} {actor.name!r} ({actor.scope_code})")
+    codes = sorted(indicators)
+    denied = [c for c in codes if not actor.may_write("observations", c)]
+    if denied:
+        raise Forbidden(f"{actor.kind} {actor.name!r} may not write observations of {', '.join(denied)}")
+
+    batch_id = str(new_id())
+    # Subscribers on this node (rules, the live stream) get the new rows themselves; the outbox keeps the summary.
+    live: dict[str, Any] = {"items": []}
+    entry = record_change(session, topic="observations.ingested", aggregate_type="observation_batch",
+                          aggregate_id=batch_id, payload={}, live=live)
+    if sqlite:
+        session.flush()  # the outbox row takes SQLite's write lock before we look for existing rows
+    remap = _store_new_subjects(session, subjects)
+    if remap:  # first readings of some subjects: swap their provisional ids for the stored ones
+        rows = {(k[0], remap.get(k[1], k[1]), k[2]): (v[0], remap.get(v[1], v[1]), *v[2:])  # type: ignore[misc]
+                for k, v in rows.items()}
+    ordered = sorted(rows.values())  # key order: inserts walk the primary key, rollups see time order
+    if sqlite:
+        new, flagged = _write_sqlite(session, ordered, bounds if out_of_range else None)
+    else:
+        new, flagged = _write_postgresql(session, ordered)
+    accepted = len(new)
+    live["items"] = _live_items(new, indicators, subjects, moments)
+
+    duplicates = len(items) - accepted
+    seen = [m[0] for m in moments.values() if m is not None]
+    entry.payload = {
+        "batch_id": batch_id, "accepted": accepted, "duplicates": duplicates, "flagged": flagged,
+        "indicators": codes, "units": sorted({s.unit_code for s in subjects}), "source_id": source_id,
+        "ts_min": datetime.fromtimestamp(min(seen), UTC).isoformat() if seen else None,
+        "ts_max": datetime.fromtimestamp(max(seen), UTC).isoformat() if seen else None,
+    }
+    OBSERVATIONS_INGESTED.labels("accepted").inc(accepted)
+    OBSERVATIONS_INGESTED.labels("duplicate").inc(duplicates)
+    OBSERVATIONS_INGESTED.labels("flagged").inc(flagged)
+    return IngestResult(accepted=accepted, duplicates=duplicates, flagged=flagged, batch_id=batch_id)
+
+
+_SQLITE_EXISTING = (
+    # One statement, one index range per (indicator, subject) over the batch's times for that pair: json_each
+    # drives the outer loop (CROSS JOIN fixes the order in SQLite) and each probe is a primary-key range scan.
+    "SELECT o.indicator_id, o.subject_id, o.ts FROM json_each(?) AS j CROSS JOIN observations AS o "
+    "WHERE o.indicator_id = json_extract(j.value, '$[0]') AND o.subject_id = json_extract(j.value, '$[1]') "
+    "AND o.ts >= json_extract(j.value, '$[2]') AND o.ts <= json_extract(j.value, '$[3]')"
+)
+_SQLITE_INSERT = ("INSERT INTO observations (indicator_id, subject_id, ts, value, quality, source_id) "
+                  "VALUES (?, ?, ?, ?, ?, ?)")
+_ROLLUP_UPSERT = (
+    'INSERT INTO {t} (indicator_id, subject_id, bucket, "count", "sum", "min", "max", last_ts, last_value) '
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (indicator_id, subject_id, bucket) DO UPDATE SET "
+    '"count" = {t}."count" + excluded."count", "sum" = {t}."sum" + excluded."sum", '
+    '"min" = min({t}."min", excluded."min"), "max" = max({t}."max", excluded."max"), '
+    "last_value = CASE WHEN excluded.last_ts >= {t}.last_ts THEN excluded.last_value ELSE {t}.last_value END, "
+    "last_ts = max({t}.last_ts, excluded.last_ts)"
+)
+_SQLITE_LATEST = (
+    "INSERT INTO observation_latest (indicator_id, subject_id, ts, value, quality, source_id) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (indicator_id, subject_id) DO UPDATE SET "
+    "ts = excluded.ts, value = excluded.value, quality = excluded.quality, source_id = excluded.source_id "
+    "WHERE excluded.ts >= observation_latest.ts"
+)
+
+
+def _local_day_text(hour: str) -> str:
+    """'YYYY-MM-DD HH' (a UTC hour) -> the stored text of the local (UTC+7) day that hour falls in."""
+    local = datetime(int(hour[:4]), int(hour[5:7]), int(hour[8:10]), int(hour[11:13]), tzinfo=UTC) + VN_OFFSET
+    return _ts_text(datetime(local.year, local.month, local.day, tzinfo=UTC) - VN_OFFSET)
+
+
+def _live_items(new: Sequence[_RowT], indicators: Mapping[str, IndicatorRef], subjects: Sequence[_Subject],
+                moments: Mapping[Any, tuple[float, Any, str] | None]) -> list[dict[str, Any]]:
+    """The new rows, JSON-ready, for subscribers on this node (the rules engine, the live stream)."""
+    code_of = {ref.id: code for code, ref in indicators.items()}
+    unit_of = {s.id: s.unit_code for s in subjects}
+    entity_of = {s.id: str(s.entity_id) if s.entity_id else None for s in subjects}
+    iso_of = {m[1]: m[2] for m in moments.values() if m is not None}
+    return [{"indicator": code_of[r[0]], "unit": unit_of[r[1]], "entity": entity_of[r[1]], "ts": iso_of[r[2]],
+             "value": r[3], "quality": r[4]} for r in new]
+
+
+def _write_sqlite(session: Session, ordered: list[_RowT],
+                  bounds: Mapping[int, tuple[float, float]] | None) -> tuple[list[_RowT], int]:
+    """Insert the new rows and fold them into rollups with a few executemany calls on the session's connection.
+
+    ordered holds the batch's rows sorted by (indicator, subject, time text); bounds is given when some rows
+    were out of range, to count the new ones among them. Returns the rows inserted and how many were flagged.
+    """
+    if not ordered:
+        return [], 0
+    probe = []
+    for (iid, sid), group in groupby(ordered, key=itemgetter(0, 1)):
+        members = list(group)
+        probe.append((iid, sid, members[0][2], members[-1][2]))
+    cur = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        existing = set(cur.execute(_SQLITE_EXISTING, (orjson.dumps(probe).decode(),)))
+        new = [r for r in ordered if r[:3] not in existing] if existing else ordered
+        if not new:
+            return [], 0
+        cur.executemany(_SQLITE_INSERT, new)
+
+        # Rollup deltas of the good readings. Rows come in (indicator, subject, time) order, so each bucket is a
+        # run of consecutive rows and the row just seen is the newest of its bucket so far.
+        hourly: list[list[Any]] = []
+        acc: list[Any] = [None, None, None]
+        for iid, sid, text, value, quality, _src in new:
+            if quality:
+                continue
+            hour = text[:13]
+            if hour == acc[2] and sid == acc[1] and iid == acc[0]:
+                acc[3] += 1
+                acc[4] += value
+                if value < acc[5]:
+                    acc[5] = value
+                elif value > acc[6]:
+                    acc[6] = value
+                acc[7], acc[8] = text, value
+            else:
+                acc = [iid, sid, hour, 1, value, value, value, text, value]
+                hourly.append(acc)
+        # Local days are whole UTC hours (UTC+7), so a day's delta is the sum of its hours' deltas.
+        days: dict[str, str] = {}
+        daily: list[list[Any]] = []
+        day_acc: list[Any] = [None, None, None]
+        for a in hourly:
+            day = days.get(a[2]) or days.setdefault(a[2], _local_day_text(a[2]))
+            if day == day_acc[2] and a[1] == day_acc[1] and a[0] == day_acc[0]:
+                day_acc[3] += a[3]
+                day_acc[4] += a[4]
+                day_acc[5] = min(day_acc[5], a[5])
+                day_acc[6] = max(day_acc[6], a[6])
+                day_acc[7], day_acc[8] = a[7], a[8]
+            else:
+                day_acc = [a[0], a[1], day, *a[3:]]
+                daily.append(day_acc)
+        for a in hourly:
+            a[2] += ":00:00.000000"
+        cur.executemany(_ROLLUP_UPSERT.format(t="observation_rollups_hourly"), hourly)
+        cur.executemany(_ROLLUP_UPSERT.format(t="observation_rollups_daily"), daily)
+        latest = {(r[0], r[1]): r for r in new}  # in key order the last row of each pair is its newest
+        cur.executemany(_SQLITE_LATEST, list(latest.values()))
+        flagged = 0 if bounds is None else sum(
+            1 for r in new if r[4] == 2 and not bounds[r[0]][0] <= r[3] <= bounds[r[0]][1])
+        return new, flagged
+    finally:
+        cur.close()
+
+
+_PG_STAGING = (
+    "CREATE TEMP TABLE IF NOT EXISTS saola_obs_staging (indicator_id int4 NOT NULL, subject_id int4 NOT NULL, "
+    "ts timestamptz NOT NULL, value float8 NOT NULL, quality int2 NOT NULL, source_id int4) ON COMMIT DELETE ROWS; "
+    "DELETE FROM saola_obs_staging"  # empty already, unless an earlier batch of this transaction used it
+)
+_PG_COPY = "COPY saola_obs_staging (indicator_id, subject_id, ts, value, quality, source_id) FROM STDIN (FORMAT BINARY)"
+_PG_UPSERT_SET = """
+      count = r.count + excluded.count, sum = r.sum + excluded.sum,
+      min = LEAST(r.min, excluded.min), max = GREATEST(r.max, excluded.max),
+      last_value = CASE WHEN excluded.last_ts >= r.last_ts THEN excluded.last_value ELSE r.last_value END,
+      last_ts = GREATEST(r.last_ts, excluded.last_ts)"""
+# One statement: insert what is new, then fold exactly those rows into the rollups and latest values. Staging
+# rows arrive sorted by key, so concurrent batches take row locks in one order. Hourly deltas are computed once
+# and summed into days. Days use a fixed UTC+7 offset, like the SQLite path, rather than the zone name (which
+# carries Vietnam's offsets before 1975): both databases cut days at the same instants.
+_PG_WRITE = f"""
+WITH ins AS (
+    INSERT INTO observations (indicator_id, subject_id, ts, value, quality, source_id)
+    SELECT indicator_id, subject_id, ts, value, quality, source_id FROM saola_obs_staging
+    ON CONFLICT (indicator_id, subject_id, ts) DO NOTHING
+    RETURNING indicator_id, subject_id, ts, value, quality, source_id
+  ),
+  hourly AS (
+    SELECT indicator_id, subject_id, date_trunc('hour', ts AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS bucket,
+           count(*) AS n, sum(value) AS total, min(value) AS lo, max(value) AS hi, max(ts) AS last_ts,
+           (array_agg(value ORDER BY ts DESC))[1] AS last_value
+    FROM ins WHERE quality = 0 GROUP BY 1, 2, 3
+  ),
+  h AS (
+    INSERT INTO observation_rollups_hourly AS r (indicator_id, subject_id, bucket, count, sum, min, max, last_ts,
+                                                 last_value)
+    SELECT * FROM hourly ORDER BY 1, 2, 3
+    ON CONFLICT (indicator_id, subject_id, bucket) DO UPDATE SET {_PG_UPSERT_SET}
+  ),
+  d AS (
+    INSERT INTO observation_rollups_daily AS r (indicator_id, subject_id, bucket, count, sum, min, max, last_ts,
+                                                last_value)
+    SELECT indicator_id, subject_id,
+           (date_trunc('day', (bucket AT TIME ZONE 'UTC') + interval '7 hours') - interval '7 hours')
+             AT TIME ZONE 'UTC',
+           sum(n), sum(total), min(lo), max(hi), max(last_ts), (array_agg(last_value ORDER BY last_ts DESC))[1]
+    FROM hourly GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+    ON CONFLICT (indicator_id, subject_id, bucket) DO UPDATE SET {_PG_UPSERT_SET}
+  ),
+  l AS (
+    INSERT INTO observation_latest AS o (indicator_id, subject_id, ts, value, quality, source_id)
+    SELECT DISTINCT ON (indicator_id, subject_id) indicator_id, subject_id, ts, value, quality, source_id
+    FROM ins ORDER BY indicator_id, subject_id, ts DESC
+    ON CONFLICT (indicator_id, subject_id) DO UPDATE SET ts = excluded.ts, value = excluded.value,
+      quality = excluded.quality, source_id = excluded.source_id
+    WHERE excluded.ts >= o.ts
+  )
+SELECT count(*), count(*) FILTER (WHERE ins.quality = 2 AND (ins.value < i.min_value OR ins.value > i.max_value)),
+       -- only when some rows were already stored: the keys of those inserted, to tell them apart
+       CASE WHEN count(*) < (SELECT count(*) FROM saola_obs_staging) THEN
+         (SELECT array_agg(ARRAY[indicator_id, subject_id] ORDER BY indicator_id, subject_id, ts) FROM ins) END,
+       CASE WHEN count(*) < (SELECT count(*) FROM saola_obs_staging) THEN
+         (SELECT array_agg(ts ORDER BY indicator_id, subject_id, ts) FROM ins) END
+FROM ins JOIN indicators i ON i.id = ins.indicator_id
+"""
+
+
+def _write_postgresql(session: Session, ordered: list[_RowT]) -> tuple[list[_RowT], int]:
+    """COPY the batch into a staging table, then insert, roll up and refresh latest values in one statement.
+
+    Returns the rows inserted and how many of them were flagged out of range.
+    """
+    if not ordered:
+        return [], 0
+    pg = session.connection().connection.driver_connection
+    with pg.cursor() as cur:  # type: ignore[union-attr]
+        cur.execute(_PG_STAGING)
+        with cur.copy(_PG_COPY) as copy:
+            copy.set_types(["int4", "int4", "timestamptz", "float8", "int2", "int4"])
+            write = copy.write_row
+            for row in ordered:
+                write(row)
+        cur.execute(_PG_WRITE)
+        accepted, flagged, pairs, times = cur.fetchone()  # type: ignore[misc]
+    if accepted == len(ordered):
+        return ordered, int(flagged)
+    inserted = {(i, s, t) for (i, s), t in zip(pairs or [], times or [], strict=True)}
+    return [r for r in ordered if r[:3] in inserted], int(flagged)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# reads
+
+
+def _indicator(session: Session, code: str) -> IndicatorRef:
+    ref = indicators_by_code(session, [code]).get(code)
+    if ref is None:
+        raise NotFound(f"indicator {code!r} not found")
+    return ref
+
+
+def _unit_in_scope(session: Session, actor: Actor, code: str) -> Unit:
+    unit = session.get(Unit, normalize_code(code)) if len(code) <= 16 and code.isascii() and code.isalnum() else None
+    if unit is None or not actor.sees_path(unit.path):
+        raise NotFound(f"unit {code!r} not found")
+    return unit
+
+
+def _subtree(path: str, column: ColumnElement[str]) -> ColumnElement[bool]:
+    return or_(column == path, column.startswith(path + ".", autoescape=True))
+
+
+def _subject_condition(
+    session: Session, actor: Actor, column: Any, *, unit: str | None, entity: uuid.UUID | None,
+    within: str | None, kind: SubjectKind | None,
+) -> ColumnElement[bool] | None:
+    """SQL condition on subject_id for the requested subject(s); None when the subject has no data yet."""
+    given = [n for n, v in (("unit", unit), ("entity", entity), ("within", within)) if v is not None]
+    if len(given) != 1:
+        raise ValidationFailed("give exactly one of unit, entity or within",
+                               [FieldError(["query", given[1] if len(given) > 1 else "unit"],
+                                           "give exactly one of unit, entity or within")])
+    if within is not None:
+        root = _unit_in_scope(session, actor, within)
+        sub = select(Subject.id).join(Unit, Unit.code == Subject.unit_code).where(_subtree(root.path, Unit.path))
+        if kind is not None:
+            sub = sub.where(Subject.kind == kind)
+        return column.in_(sub.scalar_subquery())
+    if unit is not None:
+        key = "u:" + _unit_in_scope(session, actor, unit).code
+    else:
+        found = session.execute(select(Entity.id, Unit.path).join(Unit, Unit.code == Entity.unit_code)
+                                .where(Entity.id == entity)).first()
+        if found is None or not actor.sees_path(found.path):
+            raise NotFound(f"entity {entity} not found")
+        key = f"e:{entity}"
+    sid = session.scalar(select(Subject.id).where(Subject.key == key))
+    return None if sid is None else column == sid
+
+
+def _minute(dialect: str, col: Any) -> ColumnElement[Any]:
+    if dialect == "sqlite":  # stored text 'YYYY-MM-DD HH:MM:SS.ffffff': cut after the minute
+        expr = func.substr(col, 1, 16).concat(":00.000000")
+    else:
+        expr = func.date_trunc("minute", func.timezone("UTC", col))
+    return type_coerce(expr, UTCDateTime())
+
+
+def _month(dialect: str, col: Any) -> ColumnElement[Any]:
+    # Local (UTC+7) month of a daily bucket, returned as the UTC instant of that month's first local midnight.
+    if dialect == "sqlite":
+        expr = func.strftime("%Y-%m-%d %H:%M:%S.000000", func.strftime("%Y-%m-01", col, "+7 hours"), "-7 hours")
+    else:
+        expr = (func.date_trunc("month", func.timezone("UTC", col) + literal_column("interval '7 hours'"))
+                - literal_column("interval '7 hours'"))
+    return type_coerce(expr, UTCDateTime())
+
+
+def _floor(ts: datetime, bucket: Bucket) -> datetime:
+    """The start of the bucket holding ts (hour in UTC; day and month in Vietnam's local time)."""
+    ts = ts.astimezone(UTC)
+    if bucket == "hour":
+        return ts.replace(minute=0, second=0, microsecond=0)
+    if bucket == "minute":
+        return ts.replace(second=0, microsecond=0)
+    if bucket in ("day", "month"):
+        local = ts + timedelta(seconds=VN_OFFSET_S)
+        return local_to_utc(local.year, local.month, local.day if bucket == "day" else 1)
+    return ts
+
+
+_BUCKET_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+_LAST_QUERY_TIME = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def _query_time(value: datetime, name: str) -> datetime:
+    """A query bound in UTC, or a 422 naming it: aware, between 1970 and 2200."""
+    try:
+        utc = value.astimezone(UTC) if value.tzinfo is not None else None
+    except OverflowError:  # for example year 1 with a positive offset
+        utc = None
+    if utc is None or not EPOCH <= utc <= _LAST_QUERY_TIME:
+        raise ValidationFailed(f"{name} must be a time with a time zone between 1970 and 2200",
+                               [FieldError(["query", name], "aware time between 1970 and 2200 expected")])
+    return utc
+
+
+def query_series(
+    session: Session, *, actor: Actor, indicator: str, unit: str | None = None, entity: uuid.UUID | None = None,
+    within: str | None = None, kind: SubjectKind | None = None, start: datetime | None = None,
+    end: datetime | None = None, bucket: Bucket = "hour", agg: Agg | None = None, max_quality: int = 0,
+    now: datetime | None = None,
+) -> Series:
+    """A series of one indicator for a subject (or aggregated over a unit's subtree) between start and end.
+
+    hour, day and month read the rollup tables (good readings only); raw and minute read observations through
+    the primary key, including readings up to max_quality.
+    """
+    actor.require("observations:read")
+    ind = _indicator(session, indicator)
+    end = _query_time(end or now or utcnow(), "end")
+    start = _query_time(start, "start") if start is not None else end - timedelta(hours=24)
+    if start >= end:
+        raise ValidationFailed("start must be before end", [FieldError(["query", "start"], "must be before end")])
+    if bucket in ("hour", "day", "month") and max_quality > 0:
+        raise ValidationFailed("rollups keep good readings only; use bucket raw or minute for max_quality > 0",
+                               [FieldError(["query", "max_quality"], "only 0 with hour, day or month")])
+    span = _BUCKET_SECONDS.get(bucket)
+    if span and (end - _floor(start, bucket)).total_seconds() / span > MAX_POINTS:
+        raise ValidationFailed(f"more than {MAX_POINTS} {bucket} buckets asked for; narrow start/end or use a "
+                               f"coarser bucket", [FieldError(["query", "bucket"], f"over {MAX_POINTS} points")])
+    agg = agg or ind.aggregation  # type: ignore[assignment]
+    result = Series(indicator=ind.code, bucket=bucket, agg=agg, start=start, end=end, points=[])  # type: ignore[arg-type]
+    dialect = session.get_bind().dialect.name
+
+    table: Any = Observation if bucket in ("raw", "minute") else HourlyRollup if bucket == "hour" else DailyRollup
+    time_col = table.ts if table is Observation else table.bucket
+    subject = _subject_condition(session, actor, table.subject_id, unit=unit, entity=entity, within=within,
+                                 kind=kind)
+    if subject is None:
+        return result
+    where = [table.indicator_id == ind.id, subject, time_col >= _floor(start, bucket), time_col < end]
+    if table is Observation:
+        where.append(Observation.quality <= max_quality)
+    key = (time_col if bucket in ("raw", "hour", "day") else
+           _minute(dialect, time_col) if bucket == "minute" else _month(dialect, time_col)).label("b")
+    stmt = _aggregate(table, key, agg, where)  # type: ignore[arg-type]
+    points = [Point(ts=b, value=v, count=n) for b, v, n in session.execute(stmt.limit(MAX_POINTS + 1))]
+    if len(points) > MAX_POINTS:
+        raise ValidationFailed(f"more than {MAX_POINTS} points; narrow start/end or use a coarser bucket",
+                               [FieldError(["query", "bucket"], f"over {MAX_POINTS} points")])
+    result.points = points
+    return result
+
+
+def _aggregate(table: Any, key: ColumnElement[Any], agg: Agg, where: list[ColumnElement[bool]]) -> Select[Any]:
+    """SELECT bucket, value, count grouped by bucket, from raw readings or from rollups."""
+    raw = table is Observation
+    n = func.count() if raw else func.sum(table.count)
+    if agg == "last":
+        # The value of the newest reading in each bucket, across every subject asked for.
+        newest = table.ts if raw else table.last_ts
+        ranked = select(
+            key, (table.value if raw else table.last_value).label("v"),
+            (literal(1) if raw else table.count).label("c"),
+            func.row_number().over(partition_by=key, order_by=(newest.desc(), table.subject_id.desc())).label("rn"),
+        ).where(*where).subquery()
+        return (select(ranked.c.b, func.max(ranked.c.v).filter(ranked.c.rn == 1), func.sum(ranked.c.c))
+                .group_by(ranked.c.b).order_by(ranked.c.b))
+    if raw:
+        value = {"avg": func.avg(table.value), "sum": func.sum(table.value), "min": func.min(table.value),
+                 "max": func.max(table.value), "count": func.count()}[agg]
+    else:
+        value = {"avg": func.sum(table.sum) / func.sum(table.count), "sum": func.sum(table.sum),
+                 "min": func.min(table.min), "max": func.max(table.max), "count": func.sum(table.count)}[agg]
+    return select(key, value, n).where(*where).group_by(key).order_by(key)
+
+
+def latest(
+    session: Session, *, actor: Actor, indicators: Sequence[str], within: str | None = None,
+    kind: SubjectKind | None = None, limit: int = 1000, now: datetime | None = None,
+) -> list[LatestRead]:
+    """The newest reading per subject of some indicators, from the latest-value table, inside the actor's scope."""
+    actor.require("observations:read")
+    refs = indicators_by_code(session, indicators)
+    unknown = sorted(set(indicators) - set(refs))
+    if unknown:
+        raise NotFound(f"indicator(s) {', '.join(unknown)} not found")
+    now = now or utcnow()
+    stmt = (
+        select(Indicator.code, Subject.kind, Subject.unit_code, Subject.entity_id, Unit.name, Entity.name,
+               LatestObservation.ts, LatestObservation.value, LatestObservation.quality)
+        .join(Subject, Subject.id == LatestObservation.subject_id)
+        .join(Unit, Unit.code == Subject.unit_code)
+        .join(Indicator, Indicator.id == LatestObservation.indicator_id)
+        .outerjoin(Entity, Entity.id == Subject.entity_id)
+        .where(LatestObservation.indicator_id.in_([r.id for r in refs.values()]), scope_condition(actor, Unit.path))
+    )
+    if within is not None:
+        stmt = stmt.where(_subtree(_unit_in_scope(session, actor, within).path, Unit.path))
+    if kind is not None:
+        stmt = stmt.where(Subject.kind == kind)
+    stmt = stmt.order_by(Indicator.code, Unit.path, Subject.key).limit(limit)
+    return [
+        LatestRead(indicator=code, subject_kind=skind, unit_code=ucode, entity_id=eid,
+                   label=(ename if skind == "entity" and ename else uname), ts=ts, value=value, quality=quality,
+                   age_seconds=round((now - ts).total_seconds(), 3))
+        for code, skind, ucode, eid, uname, ename, ts, value, quality in session.execute(stmt)
+    ]
+
