@@ -1,0 +1,1 @@
+"""The operations loop's unit of work: incidents, citizen reports, directives and their tasks, with SOPs."""
