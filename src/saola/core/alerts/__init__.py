@@ -1,0 +1,1 @@
+"""Alerts and their lifecycle (firing -> acknowledged -> resolved), notifications and public CAP warnings."""

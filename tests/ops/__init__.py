@@ -1,0 +1,1 @@
+"""Tests of the operations loop: rules, alerts, cases, SOPs and directives."""
