@@ -145,12 +145,14 @@ def test_undeclared_type_is_422(client: TestClient, admin_headers) -> None:
         "1969-12-31T23:59:59+00:00",
         "1900-01-01T00:00:00+07:00",
         "0001-01-01T00:00:00+05:00",
-        (datetime.now(UTC) + timedelta(days=1, minutes=5)).isoformat(),
+        "tomorrow+5min",  # computed when the test runs, not when it is collected
         "9999-12-31T23:59:59-12:00",
         "2025-01-01T00:00:00",  # no time zone
     ],
 )
 def test_occurred_at_must_be_sensible(client: TestClient, admin_headers, when: str) -> None:
+    if when == "tomorrow+5min":
+        when = (datetime.now(UTC) + timedelta(days=1, minutes=5)).isoformat()
     r = post(client, admin_headers, event(occurred_at=when))
     assert r.status_code == 422, r.text
     assert locs(r) == [["body", "items", 0, "occurred_at"]]
