@@ -57,6 +57,13 @@ def upgrade_database(settings: Settings) -> None:
     try:
         with transaction(make_session_factory(engine)) as session:
             sync_declared(session, registry=get_registry(tuple(settings.disabled_packs)))
+        with transaction(make_session_factory(engine)) as session:
+            from saola.core.rules.service import install_default_rules
+            from saola.packs.manager import get_plugin_manager
+
+            disabled = tuple(settings.disabled_packs)
+            install_default_rules(session, actor=system_actor("upgrade"), registry=get_registry(disabled),
+                                  plugin_manager=get_plugin_manager(disabled))
     finally:
         engine.dispose()
 
@@ -152,6 +159,8 @@ def sources_create(
 def serve(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
+    mqtt: Annotated[str | None, typer.Option(
+        help="Subscribe to this MQTT broker, e.g. mqtt://127.0.0.1:1883 (default: SAOLA_MQTT_URL)")] = None,
 ) -> None:
     """Serve the API without demo data or simulators (needs a real SAOLA_SECRET_KEY)."""
     import uvicorn
@@ -159,13 +168,14 @@ def serve(
     from saola.app import create_app
     from saola.logging import configure_logging
 
-    settings = _settings()
+    settings = _settings(mqtt_url=mqtt)
     try:
         settings.check_secure()
     except InsecureSettingsError as exc:
         _fail(str(exc))
     configure_logging(settings.log_level, settings.log_json)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    # Open live streams (SSE) would otherwise hold the shutdown until every browser leaves.
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
 
 
 @app.command()
@@ -174,11 +184,15 @@ def demo(
     data_dir: Annotated[Path | None, typer.Option(help="Folder for the demo database")] = None,
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     seed_only: Annotated[bool, typer.Option(help="Create and seed the data, then exit")] = False,
+    mqtt: Annotated[str | None, typer.Option(
+        help="MQTT broker to subscribe to; default: 127.0.0.1:1883 when a broker answers there, 'off' for none")]
+    = None,
 ) -> None:
     """Create (or reuse) the demo database for Lâm Đồng, run live simulated sources and serve the app."""
     from saola.demo.runner import run_demo
 
-    run_demo(_settings(data_dir, demo_mode=True), host=host, port=port, seed_only=seed_only, console=console)
+    run_demo(_settings(data_dir, demo_mode=True), host=host, port=port, seed_only=seed_only, console=console,
+             mqtt=mqtt)
 
 
 def main() -> None:

@@ -38,6 +38,26 @@ class Settings(BaseSettings):
     disabled_packs: list[str] = Field(default_factory=list, description="Built-in pack slugs not to load.")
     timezone: str = Field(default="Asia/Ho_Chi_Minh", description="Time zone used to show times.")
     run_jobs: bool = Field(default=True, description="Run the packs' scheduled jobs in this process.")
+    max_attachment_bytes: int = Field(default=10 * 1024 * 1024, ge=1024,
+                                      description="Largest file attached to a case.")
+    cap_sender: str = Field(default="", max_length=120, description="CAP sender; default saola@<node_id>.")
+    smtp_host: str | None = Field(default=None, description="SMTP server for alert e-mail; unset: no e-mail.")
+    smtp_port: int = Field(default=25, ge=1, le=65535, description="SMTP port.")
+    smtp_username: str = Field(default="", description="SMTP login (empty: no login).")
+    smtp_password: str = Field(default="", description="SMTP password.")
+    smtp_starttls: bool = Field(default=False, description="Upgrade the SMTP connection with STARTTLS.")
+    smtp_from: str = Field(default="saola@localhost", description="Sender address of alert e-mail.")
+    smtp_to: list[str] = Field(default_factory=list, description="Recipients of alert e-mail (JSON list).")
+    smtp_min_severity: Literal["info", "low", "medium", "high", "critical"] = Field(
+        default="high", description="Alerts at this severity or above are e-mailed.")
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=120, description="Timeout of one webhook/SMTP try.")
+    webhook_max_attempts: int = Field(default=8, ge=1, le=50, description="Tries before a delivery is given up.")
+    bus_url: str | None = Field(default=None, description="Bus for several workers: redis://host:6379/0 (a Redis "
+                                "Stream); unset: the in-process bus.")
+    mqtt_url: str | None = Field(default=None, description="MQTT broker to subscribe to (mqtt://user:pass@host:1883); "
+                                 "unset: no MQTT door.")
+    mqtt_client_id: str = Field(default="", max_length=120,
+                                description="MQTT client id (and persistent session); default saola-<node_id>.")
 
     @model_validator(mode="after")
     def _default_database(self) -> Settings:

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from importlib.metadata import entry_points
 
+from saola.core.alerts import models as _alerts  # noqa: F401
 from saola.core.audit import models as _audit  # noqa: F401
 from saola.core.auth import models as _auth  # noqa: F401
+from saola.core.cases import models as _cases  # noqa: F401
 from saola.core.entities import models as _entities  # noqa: F401
 from saola.core.events import models as _events  # noqa: F401
 from saola.core.indicators import models as _indicators  # noqa: F401
+from saola.core.ingest import models as _ingest  # noqa: F401
 from saola.core.observations import models as _observations  # noqa: F401
+from saola.core.rules import models as _rules  # noqa: F401
 from saola.core.sources import models as _sources  # noqa: F401
 from saola.core.units import models as _units  # noqa: F401
 from saola.db import outbox as _outbox  # noqa: F401

@@ -181,7 +181,35 @@ def _print_welcome(console: Console, host: str, port: int, settings: Settings) -
     console.print(f"API: http://{host}:{port}/docs   health: http://{host}:{port}/api/health")
 
 
-def run_demo(settings: Settings, *, host: str, port: int, seed_only: bool, console: Console) -> None:
+DEMO_MQTT_URL = "mqtt://127.0.0.1:1883"
+
+
+def broker_answers(url: str = DEMO_MQTT_URL, timeout: float = 0.5) -> bool:
+    """True when something accepts TCP connections at the MQTT URL's host and port."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 1883), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _demo_mqtt(settings: Settings, mqtt: str | None, console: Console) -> None:
+    """Turn the MQTT door on: the URL given, SAOLA_MQTT_URL, or the local broker when it answers ('off': none)."""
+    if mqtt is not None and mqtt.lower() in ("off", "no", "none", ""):
+        settings.mqtt_url = None
+        return
+    url = mqtt or settings.mqtt_url or (DEMO_MQTT_URL if broker_answers() else None)
+    settings.mqtt_url = url
+    if url:
+        console.print(f"MQTT: đăng ký nhận saola/# tại / subscribed to saola/# at {url}")
+
+
+def run_demo(settings: Settings, *, host: str, port: int, seed_only: bool, console: Console,
+             mqtt: str | None = None) -> None:
     """Seed on first start (reuse afterwards), start the simulators and serve on host:port."""
     import uvicorn
 
@@ -200,10 +228,11 @@ def run_demo(settings: Settings, *, host: str, port: int, seed_only: bool, conso
     if seed_only:
         return
     configure_logging("WARNING", settings.log_json)
+    _demo_mqtt(settings, mqtt, console)
     app = create_app(settings)
     loop = start_simulators(settings, app.state.session_factory)
     _print_welcome(console, host, port, settings)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
     finally:
         loop.stop()

@@ -117,3 +117,77 @@ class ScheduledJob:
     name: str
     interval_seconds: float
     run: Callable[[Any], None]
+
+
+@dataclass(frozen=True)
+class FeatureQuery:
+    """One items request of the OGC API – Features door, already checked: box in CRS84, page, property filters."""
+
+    limit: int
+    offset: int = 0
+    bbox: tuple[float, float, float, float] | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FeaturePage:
+    """A provider's answer: how many features matched, and this page as GeoJSON Feature dicts."""
+
+    number_matched: int
+    features: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class FeatureCollectionProvider:
+    """A feature collection served by the OGC API – Features door (pygeoapi-style provider).
+
+    The callables get an open read-only SQLAlchemy session. `items` answers a FeatureQuery: a zero-size bbox
+    is a point and must intersect the real geometry, not its envelope. `item` returns one Feature or None.
+    `extent` returns the CRS84 bounding box or None. `queryables` names the properties that may be used as
+    filters with their JSON type ("string", "integer" or "number"). A provider raises the kernel's
+    ValidationFailed for a bad filter value; the door answers 400.
+    """
+
+    id: str
+    title: str
+    description: str
+    items: Callable[[Any, FeatureQuery], FeaturePage]
+    item: Callable[[Any, str], dict[str, Any] | None]
+    extent: Callable[[Any], tuple[float, float, float, float] | None]
+    queryables: dict[str, str] = field(default_factory=dict)
+    keywords: tuple[str, ...] = ()
+    default_limit: int = 10
+    max_limit: int = 10_000
+
+
+@dataclass(frozen=True)
+class CaseTypeDefinition:
+    """A kind of case (incident, citizen report, directive, task ...): its status flow and SLA policy, as data.
+
+    `transitions` maps each status to the statuses it may move to; a status absent from the keys has no way out.
+    `resolved_statuses` count as handled (they stop the SLA clock and decide on-time); `closed_statuses` end
+    the case. `sla_minutes` and `first_response_minutes` give the time to resolve and to first respond per
+    priority ("*" for any priority not listed); reaching a status in `response_statuses` is the first response.
+    `reason_required` lists statuses a case only enters with a reason; `checklist_gate` lists statuses a case
+    only enters once its required SOP steps are ticked. Overdue open cases escalate one level at each offset
+    of `escalation_after_minutes` past the deadline; open cases get a reminder at each of
+    `remind_before_minutes` before it.
+    """
+
+    type: str
+    name_vi: str
+    name_en: str
+    prefix: str
+    initial_status: str
+    transitions: dict[str, tuple[str, ...]]
+    status_labels: dict[str, str]
+    resolved_statuses: tuple[str, ...] = ()
+    closed_statuses: tuple[str, ...] = ()
+    response_statuses: tuple[str, ...] = ()
+    sla_minutes: dict[str, int] = field(default_factory=dict)
+    first_response_minutes: dict[str, int] = field(default_factory=dict)
+    reason_required: tuple[str, ...] = ()
+    checklist_gate: tuple[str, ...] = ()
+    escalation_after_minutes: tuple[int, ...] = (0,)
+    remind_before_minutes: tuple[int, ...] = ()
+    categories: dict[str, str] = field(default_factory=dict)

@@ -17,9 +17,11 @@ if TYPE_CHECKING:
     from saola.config import Settings
     from saola.packs.context import PackContext
     from saola.packs.definitions import (
+        CaseTypeDefinition,
         DashboardPanel,
         EntityTypeDefinition,
         EventTypeDefinition,
+        FeatureCollectionProvider,
         IndicatorDefinition,
         MapLayer,
         PackInfo,
@@ -99,3 +101,13 @@ def saola_cli(app: typer.Typer) -> None:
 @hookspec
 def saola_startup(app: Any) -> None:
     """Run once when the web application starts (after the database is ready)."""
+
+
+@hookspec
+def saola_feature_collections() -> list[FeatureCollectionProvider]:
+    """Offer feature collections (parcels, stations ...) to the OGC API – Features door under /ogc."""
+
+
+@hookspec
+def saola_case_types() -> list[CaseTypeDefinition]:
+    """Declare case types (incident, citizen report ...) with their status flow, SLA policy and labels."""

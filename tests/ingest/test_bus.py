@@ -1,0 +1,133 @@
+"""The bus: ids and the replay window in process; the Redis Stream adapter between two 'workers' (real Redis)."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from saola.bus import InProcessBus, Message, configure_bus, get_bus, make_bus, parse_id, set_bus
+from saola.bus.memory import ReplayRing
+from saola.bus.redis_stream import RedisBus
+from saola.config import Settings
+from tests.ingest.conftest import wait_for
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def test_in_process_ids_grow_and_replay_after_an_id() -> None:
+    bus = InProcessBus()
+    heard: list[Message] = []
+    bus.subscribe("obs.*", heard.append)
+    sent = [bus.publish("obs.x", {"n": k}) for k in range(5)]
+    keys = [parse_id(m.id) for m in sent]
+    assert keys == sorted(keys) and len(set(keys)) == 5
+    assert [m.id for m in heard] == [m.id for m in sent]
+    replay = bus.replay(sent[1].id)
+    assert replay.complete and [m.data["n"] for m in replay.messages] == [2, 3, 4]
+    assert bus.replay(sent[-1].id).messages == [] and bus.last_id() == sent[-1].id
+    assert [m.data["n"] for m in bus.replay(sent[0].id, limit=2).messages] == [1, 2]
+    # An id of an earlier run of the server: everything kept comes back, flagged as possibly incomplete.
+    earlier = bus.replay(f"{bus.epoch - 1}-99")
+    assert not earlier.complete and len(earlier.messages) == 5
+
+
+def test_the_window_is_bounded_and_says_when_a_client_fell_out_of_it() -> None:
+    bus = InProcessBus(replay_messages=3, replay_items=10)
+    first = bus.publish("t.a", {})
+    for _ in range(4):
+        bus.publish("t.a", {})
+    late = bus.replay(first.id)
+    assert not late.complete and len(late.messages) == 3
+    big = bus.publish("t.b", {"items": list(range(9))})
+    kept = bus.replay(None).messages
+    assert kept[-1].id == big.id and sum(len(m.data.get("items", [])) for m in kept) <= 10
+    ring = ReplayRing(max_messages=100, max_seconds=0.0)
+    ring.append((1, 1), Message("t", {}, "1-1"))
+    ring.append((1, 2), Message("t", {}, "1-2"))
+    assert ring.first_key() == (1, 2)  # older than the window's age: dropped on the next append
+
+
+def test_ring_stays_in_id_order_with_concurrent_publishers() -> None:
+    bus = InProcessBus()
+    threads = [threading.Thread(target=lambda: [bus.publish("t.c", {}) for _ in range(200)]) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    keys = [parse_id(m.id) for m in bus.replay(None, limit=10_000).messages]
+    assert len(keys) == 800 and keys == sorted(keys)
+
+
+@pytest.fixture
+def stream_name() -> Iterator[str]:
+    name = f"saola:test:{uuid.uuid4().hex[:8]}"
+    yield name
+    redis.Redis.from_url(REDIS_URL).delete(name)
+
+
+def test_two_redis_workers_see_each_others_messages_once_and_in_order(stream_name: str) -> None:
+    a = RedisBus(REDIS_URL, stream=stream_name, block_ms=200)
+    b = RedisBus(REDIS_URL, stream=stream_name, block_ms=200)
+    try:
+        heard_a: list[Message] = []
+        heard_b: list[Message] = []
+        a.subscribe("obs.*", heard_a.append)
+        b.subscribe("*", heard_b.append)
+        sent = []
+        for k in range(20):
+            sent.append((a if k % 2 else b).publish("obs.ingested", {"k": k, "items": [{"unit": "24781"}]}))
+        sent.append(a.publish("other.topic", {"k": 99}))
+        wait_for(lambda: len(heard_b) == 21 and len(heard_a) == 20)
+        assert [m.data["k"] for m in heard_a] == list(range(20))  # each worker's own messages included
+        assert [m.id for m in heard_b] == [m.id for m in sent]  # the stream's order, the stream's ids
+        assert heard_a[0].data["items"] == [{"unit": "24781"}]
+        # Replay after an id: from memory, then (for a worker that started later) from the stream itself.
+        assert [m.data["k"] for m in a.replay(sent[17].id).messages] == [18, 19, 99]
+        c = RedisBus(REDIS_URL, stream=stream_name, block_ms=200)
+        try:
+            replay = c.replay(sent[15].id)
+            assert replay.complete and [m.data["k"] for m in replay.messages] == [16, 17, 18, 19, 99]
+            assert c.last_id() == sent[-1].id
+        finally:
+            c.close()
+    finally:
+        a.close()
+        b.close()
+
+
+def test_redis_stream_is_trimmed_and_old_ids_are_flagged(stream_name: str) -> None:
+    bus = RedisBus(REDIS_URL, stream=stream_name, max_messages=10, block_ms=200)
+    try:
+        first = bus.publish("t.x", {"k": 0})
+        for k in range(1, 400):
+            bus.publish("t.x", {"k": k})
+        assert redis.Redis.from_url(REDIS_URL).xlen(stream_name) < 400  # MAXLEN ~ trims in whole nodes
+        other = RedisBus(REDIS_URL, stream=stream_name, block_ms=200)
+        try:
+            replay = other.replay(first.id, limit=1000)
+            assert not replay.complete and replay.messages[-1].data["k"] == 399
+        finally:
+            other.close()
+    finally:
+        bus.close()
+
+
+def test_configure_bus_follows_the_setting(stream_name: str) -> None:
+    original = get_bus()
+    try:
+        bus = configure_bus(Settings(bus_url=REDIS_URL, database_url="sqlite://"))
+        assert isinstance(bus, RedisBus) and get_bus() is bus
+        assert configure_bus(Settings(bus_url=REDIS_URL, database_url="sqlite://")) is bus
+        back = configure_bus(Settings(database_url="sqlite://"))
+        assert isinstance(back, InProcessBus) and get_bus() is back
+        with pytest.raises(ValueError):
+            make_bus("nats://127.0.0.1:4222")
+    finally:
+        current = get_bus()
+        set_bus(original)
+        if current is not original:
+            current.close()
