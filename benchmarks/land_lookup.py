@@ -257,9 +257,21 @@ def interleaved(points: list[tuple[float, float]], ways: dict[str, Callable[[flo
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Everything the benchmark measures, as a dict (the table and the docs are made from it)."""
+    """Everything the benchmark measures, as a dict; the temporary folder and database go away even on failure."""
     work = Path(args.workdir or tempfile.mkdtemp(prefix="saola-bench-land-"))
     work.mkdir(parents=True, exist_ok=True)
+    try:
+        return measure(args, work)
+    finally:
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+        if args.postgis and postgis_available(args.pg_url):
+            with psycopg.connect(args.pg_url, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{args.pg_db}" WITH (FORCE)')
+
+
+def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Generate, import, then time every way of answering on the same points."""
     out: dict[str, Any] = {"parcels": args.parcels, "results": [], "imports": [], "notes": [],
                            "load": os.getloadavg()[0]}
 
@@ -356,11 +368,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     differ = sum(1 for a, b in zip(brute_answers, svc_answers, strict=False) if a != b)
     out["notes"].append(f"STRtree and the brute-force scan differ on {differ} of {len(brute_answers)} points")
 
-    if with_postgis:
-        with psycopg.connect(args.pg_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{args.pg_db}" WITH (FORCE)')
-    if not args.workdir:
-        shutil.rmtree(work, ignore_errors=True)
     out["load_end"] = os.getloadavg()[0]
     return out
 

@@ -37,7 +37,14 @@ import psycopg
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.rest_ingest import CpuMeter, machine, percentile, replace_section
+from benchmarks.rest_ingest import (
+    CpuMeter,
+    database_backends,
+    machine,
+    percentile,
+    process_cpu,
+    replace_section,
+)
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 START, END = "<!-- mqtt:start -->", "<!-- mqtt:end -->"
@@ -272,16 +279,39 @@ def wipe_session(client_id: str) -> None:
     client.disconnect()
 
 
+def _mosquitto_pids() -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "mosquitto":
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
 def _phase(reader: StreamReader, code: str, count: int, rate: float, qos: int, key: str, source: str,
-           units: list[str], start: datetime, quiet: float) -> dict[str, Any]:
+           units: list[str], start: datetime, quiet: float, server: int = 0, database: str = "") -> dict[str, Any]:
     before = reader.count(code)
+    others = {"saola": [server] if server else [], "broker": _mosquitto_pids()}
+    if database:
+        others["database"] = database_backends(database)
+    cpu_before = {name: sum(process_cpu(p) for p in pids) for name, pids in others.items()}
     meter = CpuMeter().start()
     proc = run_publisher(key=key, source=source, indicator=code, units=units, count=count, rate=rate, qos=qos,
                          start=start)
+    publisher_cpu = 0.0
+    while proc.poll() is None:
+        publisher_cpu = max(publisher_cpu, process_cpu(proc.pid))
+        time.sleep(0.05)
     out, _ = proc.communicate(timeout=3600)
     timings = json.loads(out.strip().splitlines()[-1])
     complete = reader.wait(code, before + count, quiet)
     cpu = meter.stop()
+    per_message = {name: (sum(process_cpu(p) for p in pids) - cpu_before[name]) / max(1, count) * 1e6
+                   for name, pids in others.items()}
+    per_message["publisher"] = publisher_cpu / max(1, count) * 1e6
     with reader.lock:
         seen = reader.seen.get(code, 0) - before
         latencies = list(reader.latencies.get(code, [])[before:])
@@ -291,7 +321,8 @@ def _phase(reader: StreamReader, code: str, count: int, rate: float, qos: int, k
             "publish_per_s": count / max(1e-9, timings["published"] - timings["started"]),
             "seen_per_s": seen / span, "seconds": span,
             "p50_ms": percentile(latencies, 0.5) * 1000, "p99_ms": percentile(latencies, 0.99) * 1000,
-            "max_ms": max(latencies, default=0.0) * 1000, "cpu": cpu}
+            "max_ms": max(latencies, default=0.0) * 1000, "cpu": cpu,
+            "cpu_us_per_message": {k: round(v, 1) for k, v in per_message.items()}}
 
 
 def run(messages: int = 300_000, rate: float = 5000.0, seconds: float = 20.0, sensors: int = 1000, qos: int = 1,
@@ -317,11 +348,12 @@ def run(messages: int = 300_000, rate: float = 5000.0, seconds: float = 20.0, se
                 raise RuntimeError(f"warm-up incomplete: {warm}; server log: "
                                    f"{(Path(folder) / 'server.log').read_text(errors='replace')[-2000:]}")
             say(f"sustained: {messages:,} messages as fast as the publisher goes")
+            database = "" if backend == "sqlite" else url.rsplit("/", 1)[1]
             sustained = _phase(reader, PHASES["sustained"], messages, 0, qos, key, source, units,
-                               start + timedelta(hours=1), 20)
+                               start + timedelta(hours=1), 20, process.pid, database)
             say(f"latency: {rate:,.0f} messages/s for {seconds:.0f} s")
             paced = _phase(reader, PHASES["latency"], int(rate * seconds), rate, qos, key, source, units,
-                           start + timedelta(hours=2), 20)
+                           start + timedelta(hours=2), 20, process.pid, database)
         finally:
             if reader is not None:
                 reader.close()
@@ -396,7 +428,9 @@ def markdown(report: dict[str, Any], notes: str = "") -> str:
     for name, r in (("sustained (as fast as the publisher goes)", s), (f"{report['rate']:,.0f} messages/s", p)):
         lines.append(f"| {name} | {r['count']:,} | {r['publish_per_s']:,.0f} | {r['seen_per_s']:,.0f} | "
                      f"{r['p50_ms']:,.0f} ms | {r['p99_ms']:,.0f} ms | {r['lost']:,} | {r['cpu']:.0%} |")
-    lines += ["", verdict]
+    cpu = s["cpu_us_per_message"]
+    lines += ["", "CPU per message in the sustained phase: " + ", ".join(f"{k} {v:.0f} µs" for k, v in cpu.items())
+              + ".", "", verdict]
     if notes:
         lines += ["", notes]
     lines += ["", f"Reproduce: `python -m benchmarks.mqtt_stream --messages {s['count']} --rate {report['rate']:g} "
@@ -429,6 +463,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     report = run(args.messages, args.rate, args.seconds, args.sensors, args.qos, args.backend,
                  progress=lambda m: console.log(m))
     console.print(table(report))
+    console.print(f"CPU µs per message (sustained): {report['sustained']['cpu_us_per_message']}")
     if not args.no_docs:
         write_docs(report, notes=args.notes)
         console.print(f"written to {DOCS}")

@@ -37,7 +37,7 @@ def live_url(app) -> Iterator[str]:  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="module")
 def api(live_url: str) -> Features:
     """OWSLib's client on the landing page."""
-    return Features(f"{live_url}/ogc")
+    return Features(f"{live_url}/ogc", timeout=120)  # generous: CI machines can be busy
 
 
 def test_landing_page_and_conformance(api: Features, live_url: str) -> None:

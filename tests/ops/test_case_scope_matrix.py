@@ -223,8 +223,6 @@ def test_the_live_stream_carries_only_cases_in_scope(client: TestClient, world: 
     assert {codes[f["case_id"]] for f in frames if f["case_id"] in codes} == {WARD_A, WARD_B}
 
 
-@pytest.mark.xfail(reason="the stream filters by unit only; agency staff bound to an agency should also be "
-                          "limited to their agency's cases (saola.core.cases.service.sees_message)", strict=False)
 def test_the_live_stream_limits_agency_staff_to_their_agency(client: TestClient, world: dict,
                                                              session_factory: sessionmaker[Session]) -> None:
     department = world["people"]["department"]
