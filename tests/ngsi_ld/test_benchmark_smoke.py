@@ -17,10 +17,11 @@ def test_ngsi_ld_upsert_benchmark_reports_both_paths(tmp_path: Path) -> None:
     assert result["ratio_create"] > 0 and result["ratio_update"] > 0
 
     docs = tmp_path / "benchmarks.md"
-    docs.write_text(f"# Benchmarks\n\n<!-- ingest:start -->\nkeep me\n<!-- ingest:end -->\n\n{START}\nold\n{END}\n")
+    other = "<!-- ingest:start -->\nkeep me\n<!-- ingest:end -->"
+    docs.write_text(f"# Benchmarks\n\n{other}\n\n{START}\nstale figures\n{END}\n")
     write_docs(report, docs)
     text = docs.read_text()
-    assert "keep me" in text and "old" not in text and text.count(START) == 1 and text.count(END) == 1
+    assert "keep me" in text and "stale figures" not in text and text.count(START) == 1 and text.count(END) == 1
     assert "| sqlite" in text and "300 entities" in text
     fresh = tmp_path / "new.md"
     write_docs(report, fresh)

@@ -313,3 +313,21 @@ def test_types_endpoint_lists_types_in_scope(client: TestClient, admin_headers) 
 def test_core_context_is_served_from_the_package(client: TestClient) -> None:
     r = client.get(f"{BASE}/contexts/ngsi-ld-core-context.jsonld")
     assert r.status_code == 200 and r.json()["@context"]["@vocab"] == "https://uri.etsi.org/ngsi-ld/default-context/"
+
+
+def test_attribute_timestamps_follow_their_own_changes(client: TestClient, admin_headers) -> None:
+    import time
+
+    body = station(new_type())
+    create(client, admin_headers, body)
+    before = get(client, admin_headers, body["id"], options="sysAttrs")
+    assert before["temperature"]["createdAt"] == before["name"]["modifiedAt"] == before["modifiedAt"]
+    time.sleep(0.01)
+    change = {"temperature": {"type": "Property", "value": 1}, "@context": CORE}
+    assert client.patch(f"{BASE}/entities/{body['id']}/attrs", json=change,
+                        headers=ld(admin_headers)).status_code == 204
+    after = get(client, admin_headers, body["id"], options="sysAttrs")
+    assert after["name"]["modifiedAt"] == before["name"]["modifiedAt"]  # untouched
+    assert after["temperature"]["createdAt"] == before["temperature"]["createdAt"]
+    assert before["modifiedAt"] < after["temperature"]["modifiedAt"] <= after["modifiedAt"]
+    assert after["createdAt"] == before["createdAt"]

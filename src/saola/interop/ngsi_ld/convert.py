@@ -8,7 +8,8 @@ Stored form (one kernel entity row per NGSI-LD entity):
   GeoJSON ...), where key is the attribute's name under the core context (its IRI compacted: 'temperature',
   or a full IRI for names outside the default vocabulary), so kernel readers see plain values;
 - what NGSI-LD needs besides the value (attribute type when not Property, observedAt, unitCode, datasetId,
-  sub-attributes, createdAt, modifiedAt) -> attributes["@ngsi"][key].
+  sub-attributes) -> attributes["@ngsi"][key]; createdAt and modifiedAt too once attributes change one by one
+  (an entity written whole keeps none: its attributes date from its last write).
 
 Entities written through the kernel's own API have no "@ngsi" member; their attributes read as Properties and
 their name as a 'name' Property.
@@ -531,7 +532,7 @@ def normalized(kind: str, value: Any, meta: Mapping[str, Any], ctx: LdContext, *
         else:
             body[member] = item
     if sys_attrs:
-        body["createdAt"] = meta.get("createdAt") or iso(created)
+        body["createdAt"] = meta.get("createdAt") or iso(modified)
         body["modifiedAt"] = meta.get("modifiedAt") or iso(modified)
     return body
 
@@ -586,13 +587,37 @@ def attribute_instance(view: EntityView, key: str) -> tuple[str, Any, dict[str, 
     return m.get("type", "Property"), view.value_of(key), m
 
 
-def store_attrs(attrs: Mapping[str, Attr], *, now: str, previous: Mapping[str, Any] | None = None
+def store_attrs(attrs: Mapping[str, Attr], *, now: str | None, previous: Mapping[str, Any] | None = None
                 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Values and NGSI-LD members of parsed attributes, stamped with createdAt (kept from `previous`) and now."""
+    """Values and NGSI-LD members of parsed attributes.
+
+    With `now` (a change to some attributes of an entity) each gets createdAt (kept from `previous`) and
+    modifiedAt; without (a whole entity written at once) they carry none and read as the entity's last write,
+    which keeps the stored rows small. Attributes with no members at all get no entry.
+    """
     values: dict[str, Any] = {}
     metas: dict[str, Any] = {}
     for key, attr in attrs.items():
         values[key] = attr.value
+        if now is None:
+            if attr.meta:
+                metas[key] = attr.meta
+            continue
         created = (previous or {}).get(key, {}).get("createdAt") if previous else None
         metas[key] = {**attr.meta, "createdAt": created or now, "modifiedAt": now}
     return values, metas
+
+
+def stamped_meta(attributes: Mapping[str, Any], meta: Mapping[str, Any], *, has_location: bool, when: str
+                 ) -> dict[str, Any]:
+    """The members of an entity's attributes with createdAt and modifiedAt written out where they were implicit
+    (before some of its attributes change and the entity's last write moves on)."""
+    out = dict(meta)
+    keys = [k for k in attributes if not k.startswith("@") and k not in _HIDDEN]
+    if has_location:
+        keys.append("location")
+    for key in keys:
+        current = out.get(key) or {}
+        if "createdAt" not in current:
+            out[key] = {**current, "createdAt": when, "modifiedAt": when}
+    return out

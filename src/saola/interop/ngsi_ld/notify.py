@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, event, select, update
+from sqlalchemy import Engine, delete, event, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from saola.core.units.models import Unit
@@ -44,6 +44,9 @@ LEASE = timedelta(minutes=2)
 BACKOFF_BASE_SECONDS = 2.0
 BACKOFF_MAX_SECONDS = 600.0
 IDLE_SECONDS = 30.0
+PURGE_SECONDS = 3600.0
+KEEP_DELIVERED = timedelta(days=1)
+KEEP_FAILED = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -319,6 +322,20 @@ def deliver_due(session_factory: sessionmaker[Session], *, timeout: float = 10.0
     return counts
 
 
+def purge_old(session_factory: sessionmaker[Session], *, now: datetime | None = None) -> int:
+    """Forget notifications delivered a day ago or given up a week ago; returns how many."""
+    now = now or utcnow()
+    done = ((NgsiNotification.status == "delivered") & (NgsiNotification.delivered_at < now - KEEP_DELIVERED)) | (
+        (NgsiNotification.status == "failed") & (NgsiNotification.created_at < now - KEEP_FAILED))
+    with session_factory() as session:
+        if session.scalar(select(NgsiNotification.id).where(done).limit(1)) is None:
+            return 0  # nothing to do: take no write lock
+    with session_factory() as session, session.begin():
+        session.connection(execution_options={"sqlite_immediate": True})
+        result = session.execute(delete(NgsiNotification).where(done))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
 def next_due(session_factory: sessionmaker[Session]) -> datetime | None:
     """When the next pending notification is due, if any."""
     with session_factory() as session:
@@ -344,6 +361,7 @@ class Notifier(threading.Thread):
     def run(self) -> None:
         """Deliver until stopped."""
         wait = 0.0
+        purged_at = time.monotonic()
         while not self.stopping.is_set():
             self.wake.wait(wait)
             self.wake.clear()
@@ -353,6 +371,9 @@ class Notifier(threading.Thread):
                 while sum(deliver_due(self.session_factory, timeout=self.timeout,
                                       max_attempts=self.max_attempts).values()):
                     pass
+                if time.monotonic() - purged_at > PURGE_SECONDS:
+                    purged_at = time.monotonic()
+                    purge_old(self.session_factory)
                 upcoming = next_due(self.session_factory)
             except Exception:  # the database may be away for a moment: try again later
                 log.exception("NGSI-LD notification delivery failed")

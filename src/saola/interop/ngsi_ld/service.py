@@ -50,6 +50,7 @@ from saola.interop.ngsi_ld.convert import (
     parse_entity,
     parse_time,
     parser_for,
+    stamped_meta,
     store_attrs,
 )
 from saola.interop.ngsi_ld.errors import NgsiError, bad_request, problem_body
@@ -195,10 +196,12 @@ def lookup(session: Session, ids: Iterable[str], *, full: bool = False) -> dict[
     found: dict[str, Stored] = {}
     external = [i for i in wanted if not i.startswith(SAOLA_ID_PREFIX)]
     for start in range(0, len(external), _CHUNK):
-        rows = session.execute(base.where(Entity.external_id.in_(external[start:start + _CHUNK]))
-                               .order_by(Entity.created_at))
-        for row in rows:
-            found.setdefault(row[1], Stored(*row))
+        # No ORDER BY: PostgreSQL would answer it by walking the whole primary key in order. An id used under two
+        # types (possible only through the kernel's API) resolves to the older entity (UUIDv7 ids sort by time).
+        for row in session.execute(base.where(Entity.external_id.in_(external[start:start + _CHUNK]))):
+            seen = found.get(row[1])
+            if seen is None or row[0] < seen.uuid:
+                found[row[1]] = Stored(*row)
     own = {u: i for i in wanted if (u := _saola_uuid(i)) is not None}
     for start in range(0, len(own), _CHUNK):
         chunk = list(own)[start:start + _CHUNK]
@@ -222,11 +225,14 @@ def lookup_lean(session: Session, ids: Sequence[str]) -> dict[str, Existing]:
     """Existing entities by NGSI-LD id, reading only what a replacing upsert needs (the batch's hot path)."""
     found: dict[str, Existing] = {}
     external = [i for i in dict.fromkeys(ids) if not i.startswith(SAOLA_ID_PREFIX)]
-    stmt = select(Entity.external_id, Entity.type, Entity.unit_code, Entity.agency_id)
+    stmt = select(Entity.external_id, Entity.id, Entity.type, Entity.unit_code, Entity.agency_id)
+    first: dict[str, uuid.UUID] = {}
     for start in range(0, len(external), _CHUNK):
-        for external_id, *rest in session.execute(stmt.where(Entity.external_id.in_(external[start:start + _CHUNK]))
-                                                  .order_by(Entity.id)):
-            found.setdefault(external_id, Existing(*rest))
+        for external_id, entity_id, *rest in session.execute(
+                stmt.where(Entity.external_id.in_(external[start:start + _CHUNK]))):
+            if external_id not in first or entity_id < first[external_id]:  # the older one, as lookup does
+                first[external_id] = entity_id
+                found[external_id] = Existing(*rest)
     own = [i for i in ids if i.startswith(SAOLA_ID_PREFIX)]
     if own:
         for entity_id, stored in lookup(session, own).items():
@@ -270,13 +276,18 @@ def _name(entity: Fragment, default: str) -> str:
     return default[:255]
 
 
-def _meta_for(fragment: Fragment, stamp: str, previous: Mapping[str, Any] | None = None
+def _meta_for(fragment: Fragment, stamp: str | None, previous: Mapping[str, Any] | None = None
               ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Values and members of a fragment's attributes (and its location's members); stamped when `stamp` is given."""
     previous = previous or {}
     values, metas = store_attrs(fragment.attrs, now=stamp, previous=previous)
     if fragment.location is not None:
-        created = (previous.get("location") or {}).get("createdAt")
-        metas["location"] = {**fragment.location.meta, "createdAt": created or stamp, "modifiedAt": stamp}
+        if stamp is None:
+            if fragment.location.meta:
+                metas["location"] = fragment.location.meta
+        else:
+            created = (previous.get("location") or {}).get("createdAt")
+            metas["location"] = {**fragment.location.meta, "createdAt": created or stamp, "modifiedAt": stamp}
     return values, metas
 
 
@@ -406,7 +417,8 @@ def write_entities(session: Session, *, actor: Actor, registry: Registry, entiti
             continue
         if merge and isinstance(stored, Stored):
             old_attrs = dict(stored.attributes or {})
-            old_meta = dict(old_attrs.pop(META, None) or {})
+            old_meta = stamped_meta(old_attrs, old_attrs.pop(META, None) or {}, has_location=bool(stored.geometry),
+                                    when=iso(stored.updated_at))
             fragment = entity
             if no_overwrite:
                 fragment = Fragment(attrs={k: a for k, a in entity.attrs.items() if k not in old_attrs},
@@ -418,7 +430,7 @@ def write_entities(session: Session, *, actor: Actor, registry: Registry, entiti
             name = _name(fragment, stored.name) if "name" in fragment.attrs else stored.name
             unit = fragment.unit or stored.unit_code
         else:
-            values, metas = _meta_for(entity, stamp)
+            values, metas = _meta_for(entity, None)
             attributes = {**values, META: metas}
             geometry = entity.location.value if entity.location is not None else None
             name = _name(entity, entity.id)
@@ -496,9 +508,8 @@ def update_attributes(session: Session, *, actor: Actor, registry: Registry, ent
     """
     actor.require("entities:write")
     stored = _stored_visible(session, actor, entity_id)
-    old_attrs = dict(stored.attributes or {})
-    old_meta = dict(old_attrs.pop(META, None) or {})
     view = _view(session, registry, stored)
+    old_attrs, old_meta = _old(stored)
     present = set(view.attribute_keys())
     keep: dict[str, Attr] = {}
     skipped: list[tuple[str, str]] = []
@@ -529,9 +540,8 @@ def patch_attribute(session: Session, *, actor: Actor, registry: Registry, entit
     """Partial update of one attribute (PATCH .../attrs/{attrId}): the members given replace the stored ones."""
     actor.require("entities:write")
     stored = _stored_visible(session, actor, entity_id)
-    old_attrs = dict(stored.attributes or {})
-    old_meta = dict(old_attrs.pop(META, None) or {})
     view = _view(session, registry, stored)
+    old_attrs, old_meta = _old(stored)
     if attr.iri == LOCATION:
         if not stored.geometry:
             raise NgsiError("ResourceNotFound", f"entity {entity_id} has no attribute location")
@@ -567,8 +577,7 @@ def delete_attribute(session: Session, *, actor: Actor, registry: Registry, enti
     """Remove one attribute (location clears the geometry; administrativeUnit cannot be removed)."""
     actor.require("entities:write")
     stored = _stored_visible(session, actor, entity_id)
-    old_attrs = dict(stored.attributes or {})
-    old_meta = dict(old_attrs.pop(META, None) or {})
+    old_attrs, old_meta = _old(stored)
     if key == "administrativeUnit":
         raise bad_request("every entity lies in an administrative unit; change it instead of deleting it")
     if key == "location":
@@ -578,6 +587,14 @@ def delete_attribute(session: Session, *, actor: Actor, registry: Registry, enti
         raise NgsiError("ResourceNotFound", f"entity {entity_id} has no attribute {key}")
     _apply_update(session, actor=actor, registry=registry, stored=stored, change=Fragment(), removed=[key],
                   old_attrs=old_attrs, old_meta=old_meta)
+
+
+def _old(stored: Stored) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An entity's stored values and members, with the implicit attribute timestamps written out."""
+    attributes = dict(stored.attributes or {})
+    meta = stamped_meta(attributes, attributes.pop(META, None) or {}, has_location=bool(stored.geometry),
+                        when=iso(stored.updated_at))
+    return attributes, meta
 
 
 def _apply_update(session: Session, *, actor: Actor, registry: Registry, stored: Stored, change: Fragment,
