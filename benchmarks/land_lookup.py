@@ -20,7 +20,6 @@ import argparse
 import contextlib
 import os
 import platform
-import re
 import shutil
 import socket
 import subprocess
@@ -41,6 +40,7 @@ import shapely
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.docs_section import replace_section
 from saola.config import Settings
 from saola.core.auth.context import system_actor
 from saola.core.units.service import load_official_units
@@ -431,12 +431,7 @@ def markdown(out: dict[str, Any], command: str) -> str:
 
 def write_docs(section: str, path: Path) -> None:
     """Replace the land section of the benchmarks page (other sections stay as they are)."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\n"
-    if START in text and END in text:
-        text = re.sub(re.escape(START) + r".*?" + re.escape(END) + r"\n?", lambda _m: section, text, flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text, encoding="utf-8")
+    replace_section(path, START, END, section)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

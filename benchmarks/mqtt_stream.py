@@ -37,13 +37,13 @@ import psycopg
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.docs_section import replace_section
 from benchmarks.rest_ingest import (
     CpuMeter,
     database_backends,
     machine,
     percentile,
     process_cpu,
-    replace_section,
 )
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"

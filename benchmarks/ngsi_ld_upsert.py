@@ -42,6 +42,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
 
+from benchmarks.docs_section import replace_section
 from saola.config import Settings
 from saola.core.auth.context import system_actor
 from saola.core.auth.service import create_user, issue_token
@@ -407,20 +408,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 def write_docs(report: dict[str, Any], path: Path = DOCS) -> None:
     """Replace this benchmark's section of docs/benchmarks.md, leaving the other sections as they are."""
-    section = markdown(report)
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("# Benchmarks\n\nSide-by-side ratio benchmarks: Saola's path against the plainest way to do "
-                        "the same work on the same machine. Each section is written by its benchmark in "
-                        "`benchmarks/`.\n\n" + section + "\n", encoding="utf-8")
-        return
-    current = path.read_text(encoding="utf-8")
-    if START in current and END in current:
-        before, rest = current.split(START, 1)
-        after = rest.split(END, 1)[1]
-        path.write_text(before + section + after, encoding="utf-8")
-    else:
-        path.write_text(current.rstrip("\n") + "\n\n" + section + "\n", encoding="utf-8")
+    replace_section(path, START, END, markdown(report))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -39,6 +39,8 @@ import psycopg
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.docs_section import replace_section
+
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 START, END = "<!-- rest:start -->", "<!-- rest:end -->"
 PG_ADMIN_URL = os.environ.get("SAOLA_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -464,19 +466,6 @@ def write_docs(report: dict[str, Any], path: Path = DOCS, notes: str = "") -> No
     """Replace this benchmark's section of docs/benchmarks.md, leaving the others as they are."""
     replace_section(path, START, END, markdown(report, notes))
 
-
-def replace_section(path: Path, start: str, end: str, section: str) -> None:
-    """Put `section` (which starts with `start` and ends with `end`) in place of the old one, or append it."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("# Benchmarks\n\n" + section + "\n", encoding="utf-8")
-        return
-    current = path.read_text(encoding="utf-8")
-    if start in current and end in current:
-        before, rest = current.split(start, 1)
-        path.write_text(before + section + rest.split(end, 1)[1], encoding="utf-8")
-    else:
-        path.write_text(current.rstrip("\n") + "\n\n" + section + "\n", encoding="utf-8")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

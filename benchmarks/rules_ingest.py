@@ -44,6 +44,7 @@ from rich.table import Table
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from benchmarks.docs_section import replace_section
 from saola.bus import Message, get_bus
 from saola.config import Settings
 from saola.core.alerts.models import Alert
@@ -396,13 +397,7 @@ def _markdown(through: list[dict[str, Any]], lat: list[dict[str, Any]], args: ar
 
 def write_docs(section: str, path: Path = DOCS) -> None:
     """Replace this benchmark's section of docs/benchmarks.md (other sections are left as they are)."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text, encoding="utf-8")
+    replace_section(path, START, END, section)
 
 
 def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
