@@ -81,7 +81,8 @@ def test_two_redis_workers_see_each_others_messages_once_and_in_order(stream_nam
         for k in range(20):
             sent.append((a if k % 2 else b).publish("obs.ingested", {"k": k, "items": [{"unit": "24781"}]}))
         sent.append(a.publish("other.topic", {"k": 99}))
-        wait_for(lambda: len(heard_b) == 21 and len(heard_a) == 20)
+        # a subscribes to obs.* only, so its 20 arrive before its reader has passed "other.topic": wait for that too.
+        wait_for(lambda: len(heard_b) == 21 and len(heard_a) == 20 and a.last_id() == sent[-1].id)
         assert [m.data["k"] for m in heard_a] == list(range(20))  # each worker's own messages included
         assert [m.id for m in heard_b] == [m.id for m in sent]  # the stream's order, the stream's ids
         assert heard_a[0].data["items"] == [{"unit": "24781"}]
