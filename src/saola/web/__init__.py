@@ -1,0 +1,1 @@
+"""The web UI: wallboard, operator console, citizen portal and admin, served from the package (no CDN)."""
