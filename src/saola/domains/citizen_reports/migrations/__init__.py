@@ -1,0 +1,1 @@
+"""Alembic branch 'citizen_reports': the citizen reports pack's tables."""
