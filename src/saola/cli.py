@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -13,6 +13,9 @@ from saola.config import InsecureSettingsError, Settings
 from saola.core.auth.context import system_actor
 from saola.core.errors import DomainError
 from saola.db.engine import make_engine, make_session_factory, transaction
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 app = typer.Typer(help="Saola: Trung tâm giám sát, điều hành (Intelligent Operations Center).",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -57,15 +60,20 @@ def upgrade_database(settings: Settings) -> None:
     try:
         with transaction(make_session_factory(engine)) as session:
             sync_declared(session, registry=get_registry(tuple(settings.disabled_packs)))
-        with transaction(make_session_factory(engine)) as session:
-            from saola.core.rules.service import install_default_rules
-            from saola.packs.manager import get_plugin_manager
-
-            disabled = tuple(settings.disabled_packs)
-            install_default_rules(session, actor=system_actor("upgrade"), registry=get_registry(disabled),
-                                  plugin_manager=get_plugin_manager(disabled))
+        install_rules(settings, engine)
     finally:
         engine.dispose()
+
+
+def install_rules(settings: Settings, engine: Engine) -> int:
+    """Install the rules packs propose; run again once the unit tree is there (rules are scoped to units)."""
+    from saola.core.rules.service import install_default_rules
+    from saola.packs.manager import get_plugin_manager, get_registry
+
+    disabled = tuple(settings.disabled_packs)
+    with transaction(make_session_factory(engine)) as session:
+        return install_default_rules(session, actor=system_actor("upgrade"), registry=get_registry(disabled),
+                                     plugin_manager=get_plugin_manager(disabled))
 
 
 @db_app.command("upgrade")
@@ -91,7 +99,9 @@ def load_units(settings: Settings) -> dict[str, int]:
             def tick(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
-            return load_official_units(session, progress=tick)
+            result = load_official_units(session, progress=tick)
+        install_rules(settings, engine)  # default rules scoped to units that did not exist before
+        return result
     finally:
         engine.dispose()
 

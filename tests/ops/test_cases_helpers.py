@@ -44,22 +44,31 @@ class Person:
     username: str
 
 
-def make_person(client: TestClient, session_factory: sessionmaker[Session], registry: Any, role: str, scope: str,
-                agency_id: uuid.UUID | None = None) -> Person:
+def new_person(settings: Any, session_factory: sessionmaker[Session], permissions: dict[str, set[str]], role: str,
+               scope: str, agency_id: uuid.UUID | None = None) -> Person:
     """Create a user (optionally bound to an agency) with a bearer token, and return both faces of them.
 
-    The token is issued directly and the user row written without hashing a password: login and argon2 are
-    tested in tests/test_auth.py, and an argon2 hash per user would dominate these tests' run time.
+    The one way the operations tests make users (the rules, alerts and CAP tests through `headers_for`). The token
+    is issued directly and the user row written without hashing a password: login and argon2 are tested in
+    tests/test_auth.py, and an argon2 hash per user (what the shared `make_user` fixture does, with a login) would
+    dominate these tests' run time.
     """
     username = unique("u")
     with transaction(session_factory) as session:
         user = User(username=username, password_hash="!unusable", role=role, scope_code=scope, agency_id=agency_id)
         session.add(user)
         session.flush()
-        actor = actor_for_user(session, user, registry.permissions)
+        actor = actor_for_user(session, user, permissions)
         user_id = user.id
-        token, _ = issue_token(client.app.state.settings, user)  # type: ignore[attr-defined]
+        token, _ = issue_token(settings, user)
     return Person({"Authorization": f"Bearer {token}"}, user_id, actor, username)
+
+
+def make_person(client: TestClient, session_factory: sessionmaker[Session], registry: Any, role: str, scope: str,
+                agency_id: uuid.UUID | None = None) -> Person:
+    """A new user of the client's application (see new_person)."""
+    return new_person(client.app.state.settings, session_factory, registry.permissions, role, scope,  # type: ignore[attr-defined]
+                      agency_id)
 
 
 def make_agency(session_factory: sessionmaker[Session], unit_code: str, *, kind: str = "department",

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from saola.bus import Message
 from saola.core.alerts import service as alerts_service
 from saola.core.alerts.models import Alert, AlertHistory
 from saola.core.auth.context import system_actor
@@ -23,7 +24,7 @@ from saola.core.events.service import emit
 from saola.core.indicators.schemas import TargetIn
 from saola.core.indicators.service import upsert_targets
 from saola.core.observations import service as observations
-from saola.core.rules.engine import RulesEngine
+from saola.core.rules.engine import RulesEngine, wait_idle
 from saola.core.rules.models import Rule
 from saola.core.rules.service import install_default_rules
 from saola.db.engine import transaction
@@ -217,6 +218,7 @@ def _events(session_factory: sessionmaker[Session], registry: Registry, *times: 
               "title": "Xâm nhập", **({"entity_id": str(entity)} if entity else {})} for t in times]
     with transaction(session_factory) as session:
         emit(session, actor=system_actor("test"), registry=registry, items=items)
+    assert wait_idle()
 
 
 def test_event_count_in_a_sliding_window(session_factory, engine, declared_types) -> None:
@@ -528,3 +530,57 @@ def test_default_rules_install_once_by_key(session_factory, declared_types) -> N
     with session_factory() as session:
         rules = list(session.scalars(select(Rule).where(Rule.key.startswith(key))))
     assert [(r.key, r.kind, r.unit_code, r.params["minutes"]) for r in rules] == [(key, "silence", "68", 30)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the engine's thread (PostgreSQL) and the evaluation in the writer's thread (SQLite)
+
+
+def _ingest(session_factory: sessionmaker[Session], code: str, *points: tuple[int, float]) -> None:
+    """One batch of readings of WARD, committed without waiting for the rules."""
+    with transaction(session_factory) as session:
+        observations.ingest(session, actor=system_actor("test"), items=[
+            {"indicator": code, "unit": WARD, "ts": (T0 + timedelta(seconds=s)).isoformat(), "value": v}
+            for s, v in points])
+
+
+def _alerts_now(session_factory: sessionmaker[Session], rule_id: uuid.UUID) -> list[Alert]:
+    """The alerts of a rule as the database holds them at this instant (no waiting for the engine)."""
+    with session_factory() as session:
+        return list(session.scalars(select(Alert).where(Alert.rule_id == rule_id).order_by(Alert.fired_at)))
+
+
+def test_writers_hand_batches_to_the_engine_thread_on_postgresql(session_factory, engine, declared_types,
+                                                                  backend, client, headers_for) -> None:
+    assert engine.threaded == (backend == "postgresql")
+    if not engine.threaded:
+        return  # SQLite: covered by every other test here (the rules run in the writer's thread, after commit)
+    code = make_indicator(session_factory)
+    rule_id = make_rule(session_factory, declared_types, kind="threshold",
+                        params={"indicator": code, "threshold": 50, "clear_threshold": 40})
+    with engine.lock:  # the engine's thread cannot evaluate while the test holds its lock
+        _ingest(session_factory, code, (0, 60))  # returns: the writer did not wait for the rules
+        _ingest(session_factory, code, (60, 30))
+        _ingest(session_factory, code, (120, 70))
+        assert engine.pending() >= 1 and not engine.wait(0.05)
+        assert _alerts_now(session_factory, rule_id) == []
+    assert engine.wait() and engine.pending() == 0
+    # the three batches, in commit order: fired, cleared, fired again
+    assert [a.status for a in _alerts_now(session_factory, rule_id)] == ["resolved", "firing"]
+    with engine.lock:
+        _ingest(session_factory, code, (180, 10))
+    # a read through the API lets the engine catch up with readings committed before it
+    r = client.get("/api/alerts", params={"rule": str(rule_id)}, headers=headers_for())
+    assert [a["status"] for a in r.json()["items"]] == ["resolved", "resolved"]
+
+
+def test_the_engine_thread_survives_a_failing_batch(session_factory, engine, declared_types, backend) -> None:
+    code = make_indicator(session_factory)
+    rule_id = make_rule(session_factory, declared_types, kind="threshold", params={"indicator": code, "threshold": 5})
+    errors = engine.stats["errors"]
+    broken = {"items": [{"indicator": code, "unit": WARD, "ts": "not a time", "value": 9.0}]}
+    engine._hand_in(Message("observations.ingested", broken, "0-1"))  # what no writer sends; it must not stop it
+    assert engine.wait()
+    assert engine.stats["errors"] == errors + 1
+    feed(session_factory, code, [(0, 10)])
+    assert [a.status for a in alerts_of(session_factory, rule_id)] == ["firing"]

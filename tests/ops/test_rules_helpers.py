@@ -20,19 +20,19 @@ from saola.bus import Message, get_bus
 from saola.config import Settings
 from saola.core.alerts.models import Alert
 from saola.core.auth.context import system_actor
-from saola.core.auth.service import create_user, issue_token
 from saola.core.entities.models import Entity
 from saola.core.errors import NotFound
 from saola.core.indicators.schemas import IndicatorCreate
 from saola.core.indicators.service import create_indicator
 from saola.core.observations import service as observations
-from saola.core.rules.engine import RulesEngine, get_engine
+from saola.core.rules.engine import RulesEngine, get_engine, wait_idle
 from saola.core.rules.schemas import RuleCreate
 from saola.core.rules.service import create_rule, delete_rule
 from saola.db.engine import transaction
 from saola.packs.definitions import EntityTypeDefinition, EventTypeDefinition
 from saola.packs.manager import Registry
 from tests.conftest import unique
+from tests.ops.test_cases_helpers import new_person
 
 WARD = "24781"  # Phường Xuân Hương - Đà Lạt (Lâm Đồng, 68)
 WARD2 = "24787"  # Phường Cam Ly - Đà Lạt (68)
@@ -72,18 +72,15 @@ def declared_types(app, session_factory) -> Iterator[Registry]:  # type: ignore[
 
 
 @pytest.fixture(scope="module")
-def headers_for(settings: Settings, session_factory: sessionmaker[Session]) -> Callable[..., dict[str, str]]:
-    """Authorization headers of a user with a role and scope, created once per module (hashing a password costs
-    most of a second; these tests are about rules, not logins)."""
+def headers_for(app, settings: Settings, session_factory: sessionmaker[Session]) -> Callable[..., dict[str, str]]:  # type: ignore[no-untyped-def]
+    """Authorization headers of a user with a role and scope, created once per module (through the operations
+    tests' one user factory, test_cases_helpers.new_person)."""
     cache: dict[tuple[str, str], dict[str, str]] = {}
 
     def make(role: str = "admin", scope: str = "VN") -> dict[str, str]:
         if (role, scope) not in cache:
-            with transaction(session_factory) as session:
-                user = create_user(session, actor=system_actor("test"), username=unique("ops"),
-                                   password="password-" + unique(), role=role, scope=scope)
-            token, _ = issue_token(settings, user)
-            cache[(role, scope)] = {"Authorization": f"Bearer {token}"}
+            cache[(role, scope)] = new_person(settings, session_factory, app.state.registry.permissions, role,
+                                              scope).headers
         return cache[(role, scope)]
 
     return make
@@ -133,6 +130,7 @@ def feed(session_factory: sessionmaker[Session], code: str, points: list[tuple[d
     for group in groups:
         with transaction(session_factory) as session:
             observations.ingest(session, actor=system_actor("test"), items=group)
+    assert wait_idle()  # the engine evaluates on its own thread: let it finish these readings
 
 
 def make_rule(session_factory: sessionmaker[Session], registry: Registry, *, kind: str, params: dict[str, Any],
@@ -148,6 +146,7 @@ def make_rule(session_factory: sessionmaker[Session], registry: Registry, *, kin
 
 def alerts_of(session_factory: sessionmaker[Session], rule_id: uuid.UUID) -> list[Alert]:
     """Every alert of a rule, oldest first."""
+    assert wait_idle()
     with session_factory() as session:
         return list(session.scalars(select(Alert).where(Alert.rule_id == rule_id).order_by(Alert.fired_at, Alert.id)))
 

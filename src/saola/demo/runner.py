@@ -25,6 +25,7 @@ from saola.core.units.models import Unit
 from saola.core.units.service import ensure_agency, load_official_units
 from saola.db.engine import make_engine, make_session_factory, transaction
 from saola.db.types import utcnow
+from saola.demo.operations import seed_operations
 from saola.demo.people import DEMO_PROVINCE, DEMO_USERS, PROVINCE_AGENCIES
 from saola.packs.context import PackContext
 from saola.packs.definitions import Simulator
@@ -93,7 +94,7 @@ def build_context(settings: Settings, factory: sessionmaker[Session]) -> PackCon
 
 def seed(settings: Settings, console: Console) -> float:
     """Create the demo database from nothing, with progress bars; returns the seconds it took."""
-    from saola.cli import upgrade_database
+    from saola.cli import install_rules, upgrade_database
 
     started = time.perf_counter()
     _reset_unfinished(settings)
@@ -109,6 +110,7 @@ def seed(settings: Settings, console: Console) -> float:
         step = bar.add_task("Đơn vị hành chính / units", total=1)
         with transaction(factory) as session:
             load_official_units(session, progress=lambda done, total: bar.update(step, completed=done / total))
+        install_rules(settings, engine)  # the packs' default rules are scoped to units, loaded just now
         step = bar.add_task("Cơ quan, người dùng / agencies, users", total=1)
         with transaction(factory) as session:
             _seed_people(session)
@@ -123,6 +125,9 @@ def seed(settings: Settings, console: Console) -> float:
 
         context.progress = progress
         pm.hook.saola_demo_seed(context=context)
+        step = bar.add_task("Điều hành / operations", total=1)
+        seed_operations(context)  # after the packs: the story is the kernel's, told with the packs' data in place
+        bar.update(step, completed=1)
         engine.dispose()
     elapsed = time.perf_counter() - started
     _marker(settings).write_text(json.dumps({"version": __version__, "seeded_at": context.now.isoformat(),

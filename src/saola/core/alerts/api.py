@@ -26,9 +26,13 @@ from saola.core.alerts.schemas import (
 from saola.core.entities.schemas import UNIT_PATTERN
 from saola.core.events.schemas import Severity
 from saola.core.limits import MAX_OFFSET
+from saola.core.rules.engine import wait_idle
 from saola.deps import ActorDep, SessionDep, SettingsDep
 
 router = APIRouter(prefix="/api", tags=["alerts"])
+# A read of alerts first lets the rules engine catch up with the readings committed before it (bounded, so a
+# backlog delays a list at most this long): whoever ingested and then asks sees what the readings caused.
+CATCH_UP_SECONDS = 2.0
 
 
 def _publication(p: object) -> PublicationRead:
@@ -51,6 +55,7 @@ def list_alerts(
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> AlertPage:
     """Alerts in the caller's scope."""
+    wait_idle(CATCH_UP_SECONDS)
     total, items = service.list_alerts(session, actor=actor, status=status, severity=severity, rule_id=rule,
                                        unit=unit, subject=subject, limit=limit, offset=offset)
     return AlertPage(total=total, items=[AlertRead.model_validate(a) for a in items])
@@ -59,6 +64,7 @@ def list_alerts(
 @router.get("/alerts/{alert_id}", response_model=AlertRead, summary="One alert")
 def get_alert(alert_id: uuid.UUID, session: SessionDep, actor: ActorDep) -> AlertRead:
     """An alert inside the caller's scope."""
+    wait_idle(CATCH_UP_SECONDS)
     return AlertRead.model_validate(service.get_alert(session, actor=actor, alert_id=alert_id))
 
 

@@ -91,16 +91,20 @@ def fire(
     session: Session, *, rule: Rule, subject: str, unit_code: str, entity_id: uuid.UUID | None = None,
     value: float | None = None, threshold: float | None = None, started_at: datetime, flapping: bool = False,
     details: dict[str, Any] | None = None, label: str | None = None, settings: Settings | None = None,
+    known_closed: bool = False,
 ) -> tuple[Alert, bool]:
     """Open an alert for (rule, subject), or return the one already open; the flag says whether it is new.
 
-    `label` names the subject in the title (default: the entity's or the unit's name, looked up). Two processes
-    opening the same alert at once: the unique open_key refuses the second, whose transaction fails.
+    `label` names the subject in the title (default: the entity's or the unit's name, looked up). `known_closed`:
+    the caller already looked in this transaction and found no open alert (the engine looks once for a whole
+    round). Two processes opening the same alert at once: the unique open_key refuses the second, whose
+    transaction fails.
     """
     key = open_key(rule.id, subject)
-    existing = session.scalar(select(Alert).where(Alert.open_key == key))
-    if existing is not None:
-        return existing, False
+    if not known_closed:
+        existing = session.scalar(select(Alert).where(Alert.open_key == key))
+        if existing is not None:
+            return existing, False
     label = label or _subject_label(session, unit_code, entity_id)
     alert = Alert(id=new_id(), rule_id=rule.id, subject=subject, open_key=key, kind=rule.kind, status="firing",
                   severity=rule.severity, title=f"{rule.name} — {label}"[:400], unit_code=unit_code,
@@ -142,12 +146,28 @@ def _open_alert(session: Session, rule_id: uuid.UUID, subject: str) -> Alert | N
     return session.scalar(select(Alert).where(Alert.open_key == open_key(rule_id, subject)))
 
 
+def open_alerts_by_key(session: Session, keys: Sequence[str]) -> dict[str, Alert]:
+    """The open alerts with these open keys, in one query (the engine's round looks up all its subjects at once)."""
+    found: dict[str, Alert] = {}
+    unique = sorted(set(keys))
+    for start in range(0, len(unique), 500):
+        for alert in session.scalars(select(Alert).where(Alert.open_key.in_(unique[start:start + 500]))):
+            found[alert.open_key or ""] = alert
+    return found
+
+
+_LOOK = object()  # auto_resolve / set_flapping: look the open alert up (the default)
+
+
 def auto_resolve(
     session: Session, *, rule_id: uuid.UUID, subject: str, value: float | None = None, note: str = "",
-    settings: Settings | None = None,
+    settings: Settings | None = None, alert: Any = _LOOK,
 ) -> Alert | None:
-    """Resolve the open alert of (rule, subject) because the condition cleared; None when none is open."""
-    alert = _open_alert(session, rule_id, subject)
+    """Resolve the open alert of (rule, subject) because the condition cleared; None when none is open.
+
+    `alert`: the open alert (or None) when the caller already looked it up in this transaction."""
+    if alert is _LOOK:
+        alert = _open_alert(session, rule_id, subject)
     if alert is None:
         return None
     _close(session, alert, by="rules", resolution="auto", note=note or "Điều kiện đã hết / condition cleared",
@@ -156,9 +176,11 @@ def auto_resolve(
 
 
 def set_flapping(session: Session, *, rule_id: uuid.UUID, subject: str, flapping: bool,
-                 settings: Settings | None = None) -> Alert | None:
-    """Mark the open alert of (rule, subject) as flapping (held open) or stable again."""
-    alert = _open_alert(session, rule_id, subject)
+                 settings: Settings | None = None, alert: Any = _LOOK) -> Alert | None:
+    """Mark the open alert of (rule, subject) as flapping (held open) or stable again (`alert`: as for
+    auto_resolve)."""
+    if alert is _LOOK:
+        alert = _open_alert(session, rule_id, subject)
     if alert is None or alert.flapping == flapping:
         return alert
     alert.flapping = flapping
