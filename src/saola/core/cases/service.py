@@ -253,10 +253,12 @@ def open_case(
     parent_case_id: uuid.UUID | None = None,
     data: dict[str, Any] | None = None,
     now: datetime | None = None,
+    first_response_due_at: datetime | None = None,
 ) -> Case:
     """Open a case of a declared type in a unit of the actor's scope, with its SLA deadline and SOP checklist.
 
-    A second call for the same alert and type returns the case already open for it.
+    A second call for the same alert and type returns the case already open for it. due_at and
+    first_response_due_at override the type's policy (a pack's per-category SLA, for one).
     """
     from saola.core.cases import sops  # the checklist module needs this one's helpers
 
@@ -292,7 +294,9 @@ def open_case(
         check_assignee(session, actor=actor, user_id=assignee_user_id, unit_path=unit.path,
                        loc=["body", "assignee_user_id"])
     check_future(due_at, now, ["body", "due_at"])
+    check_future(first_response_due_at, now, ["body", "first_response_due_at"])
     policy_due, response_due = deadlines(flow, priority, now)
+    response_due = first_response_due_at or response_due
     code = next_code(session, prefix=d.prefix, at=now)
     case = Case(
         code=code, case_type=case_type, category=category, title=title, description=description,
