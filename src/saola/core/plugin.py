@@ -16,6 +16,7 @@ from saola.core.cases.api import directives_router, sops_router
 from saola.core.cases.api import router as cases_router
 from saola.core.cases.flows import KERNEL_CASE_TYPES
 from saola.core.cases.sla import SLA_JOB
+from saola.core.dashboards.api import router as dashboards_router
 from saola.core.entities.api import router as entities_router
 from saola.core.events.api import router as events_router
 from saola.core.health.api import router as health_router
@@ -43,7 +44,8 @@ def saola_routers(settings: Settings) -> list[APIRouter]:
     """The kernel's API."""
     return [health_router, auth_router, units_router, sources_router, indicators_router, observations_router,
             entities_router, events_router, audit_router, cases_router, directives_router, sops_router,
-            rules_router, alerts_router, ingest_router, stream_router, spreadsheets_router, observations_export_router]
+            rules_router, alerts_router, ingest_router, stream_router, spreadsheets_router, observations_export_router,
+            dashboards_router]
 
 
 @hookimpl

@@ -1,0 +1,1 @@
+"""The wallboard's overview: panels and map layers from the packs' hooks, KPI values from rollups and latest values."""
