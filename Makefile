@@ -32,9 +32,19 @@ test: install-test
 	$(BIN)/lint-imports
 	$(BIN)/pytest
 
-## Run the benchmarks at full size and update docs/benchmarks.md
+## Run every benchmark at full size and update docs/benchmarks.md (each also runs alone: python -m benchmarks.<name>)
 bench: install-test
 	$(BIN)/python -m benchmarks.ingest_observations
+	$(BIN)/python -m benchmarks.rest_ingest
+	$(BIN)/python -m benchmarks.mqtt_stream
+	$(BIN)/python -m benchmarks.ngsi_ld_upsert
+	$(BIN)/python -m benchmarks.sensorthings_create
+	$(BIN)/python -m benchmarks.rules_ingest
+	$(BIN)/python -m benchmarks.alert_latency
+	$(BIN)/python -m benchmarks.land_lookup
+	$(BIN)/python -m benchmarks.environment_aqi
+	$(BIN)/python -m benchmarks.wallboard
+	$(BIN)/python -m benchmarks.citizen_reports
 
 clean-demo:
 	rm -rf saola-data

@@ -385,19 +385,20 @@ def markdown(report: dict[str, Any]) -> str:
         f"{report['batch']:,} (difference of the medians: {extra}) is HTTP and JSON both ways, checking each "
         "attribute (types, URIs, observedAt, GeoJSON), term expansion, one look-up of the ids across types (ids "
         "are unique in NGSI-LD, per type in the kernel) and the NGSI-LD members kept beside the values (a larger "
-        "JSON column to write). Raising the ceiling is kernel work: the JSON columns are serialised with the "
-        "standard library's `json` (orjson is about ten times faster there), `core.text.fold` runs on every "
-        "name, and the ORM's bulk UPDATE works row by row.",
+        "JSON column to write). The engine now serialises JSON columns with orjson (the standard library's `json` "
+        "took about a tenth of the door's time). Raising the ceiling further is work in the kernel's entities "
+        "service, outside the doors: its ORM bulk insert and UPDATE go row by row through SQLAlchemy (about half "
+        "of the server's time in a profile of the create pass), and `core.text.fold` runs on every name.",
         "",
         "Notes. Loading tens of thousands of entities into an *empty* table on PostgreSQL, the kernel's existence "
         "look-up in `upsert_entities` (`type = $1 AND external_id IN (...)`) slows down batch after batch (from "
         "0.4 s to over 3 s per batch of 1,000 here): psycopg prepares a statement after five runs, PostgreSQL "
         "settles on a generic plan costed while the table looked empty, and that plan scans the table until "
-        "autovacuum analyzes it. Hence the stations already on the node above. The kernel can avoid it (an "
-        "ANALYZE after large imports, `prepare_threshold=None` for the psycopg connections, or "
-        "`plan_cache_mode=force_custom_plan`). The NGSI-LD server also freezes its startup objects out of the "
-        "garbage collector (`gc.freeze()`), worth about a third of its throughput here; that belongs in the "
-        "application factory.",
+        "autovacuum analyzes it. Hence the stations already on the node above (kept so that figures compare with "
+        "earlier runs). The engine now connects with `plan_cache_mode=force_custom_plan`, so prepared statements "
+        "are planned for the data each time and this trap is gone. The NGSI-LD server also freezes its startup "
+        "objects out of the garbage collector (`gc.freeze()`), worth about a third of its throughput here; that "
+        "belongs in the application factory.",
         "",
         f"Reproduce: `python -m benchmarks.ngsi_ld_upsert --entities {report['entities']} --batch {report['batch']} "
         f"--backends {backends}`",

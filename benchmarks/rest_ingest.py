@@ -332,6 +332,17 @@ def copy_raw(url: str, chunks: list[list[tuple[Any, ...]]], clients: int) -> tup
     return count[0], time.perf_counter() - started, latencies
 
 
+def wait_folded(url: str, timeout: float = 120.0) -> float:
+    """Seconds until the server has folded every queued rollup delta (PostgreSQL's ingest folds after commit)."""
+    from saola.core.observations.rollups import queue_depth
+
+    started = time.perf_counter()
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1), autocommit=True) as conn:
+        while queue_depth(conn) and time.perf_counter() - started < timeout:
+            time.sleep(0.005)
+    return time.perf_counter() - started
+
+
 def stored_count(url: str) -> tuple[int, int]:
     """Rows in observations and the sum of hourly rollup counts."""
     pg = url.replace("postgresql+psycopg://", "postgresql://", 1)
@@ -346,6 +357,7 @@ def run(seconds: float = 25.0, batch: int = 10_000, clients: int = 2, subjects: 
         progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Measure REST ingest and raw COPY of the same rows; returns the figures."""
     say = progress or (lambda _m: None)
+    load_start = round(os.getloadavg()[0], 2)
     points = max(batch, int(seconds * max_rate) // batch * batch)
     start = (datetime.now(UTC) - timedelta(days=20)).replace(minute=0, second=0, microsecond=0)
     with fresh_database() as url, tempfile.TemporaryDirectory(prefix="saola-bench-rest-") as folder:
@@ -366,6 +378,9 @@ def run(seconds: float = 25.0, batch: int = 10_000, clients: int = 2, subjects: 
             db_before = {pid: process_cpu(pid) for pid in database_backends(database)}
             meter = CpuMeter().start()
             accepted, elapsed, latencies, sent = send(base, key, bodies, clients, seconds)
+            # The clock stops once every accepted reading is also in the rollups and latest values.
+            drain = wait_folded(url)
+            sending, elapsed = elapsed, elapsed + drain
             cpu_rest = meter.stop()
             server_cpu = process_cpu(process.pid) - server_before
             db_cpu = sum(process_cpu(pid) - db_before.get(pid, 0.0) for pid in database_backends(database))
@@ -386,9 +401,11 @@ def run(seconds: float = 25.0, batch: int = 10_000, clients: int = 2, subjects: 
     raw_rate = copied / raw_elapsed
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"), "machine": machine(), "postgres": version,
+        "load_start": load_start, "send_seconds": sending,
         "batch": batch, "clients": clients, "workers": workers, "subjects": len(units), "seconds": elapsed,
         "minutes_per_batch": minutes_per_batch or batch / (len(units) * len(INDICATORS)),
-        "points": accepted, "rest_per_s": rest_rate, "rest_p50_ms": percentile(latencies, 0.5) * 1000,
+        "points": accepted, "rest_per_s": rest_rate, "drain_ms": drain * 1000,
+        "rest_p50_ms": percentile(latencies, 0.5) * 1000,
         "rest_p95_ms": percentile(latencies, 0.95) * 1000, "rest_cpu": cpu_rest,
         "raw_points": copied, "raw_seconds": raw_elapsed, "raw_per_s": raw_rate,
         "raw_p50_ms": percentile(raw_latencies, 0.5) * 1000, "raw_cpu": cpu_raw, "ratio": rest_rate / raw_rate,
@@ -428,16 +445,19 @@ def markdown(report: dict[str, Any], notes: str = "") -> str:
         "## REST batch ingest (POST /api/ingest/observations) against raw COPY",
         "",
         f"Measured {report['date']} on {m['nproc']} CPUs ({m['cpu']}), {m['ram_gb']} GB RAM, Python {m['python']}, "
-        f"PostgreSQL {report['postgres']} on the same machine; load average {m['load']} at the end (the machine "
-        "is shared with other work).",
+        f"PostgreSQL {report['postgres']} on the same machine; load average {report['load_start']} at the start "
+        f"and {m['load']} at the end (the machine is shared with other work: compare the ratio).",
         "",
         f"Saola in its own process (uvicorn, {report['workers']} worker, httptools, uvloop); {report['clients']} "
         f"client threads POST pre-serialised JSON batches of {report['batch']:,} readings with keep-alive for "
         f"{report['seconds']:.0f} s: {report['subjects']:,} communes by 4 indicators, a reading a minute, "
         f"{report['minutes_per_batch']:g} minutes of each series per batch. Each batch "
         "goes the whole way: source key, body parse (orjson), validation, scope and allowed writes, duplicate "
-        "detection, COPY into staging and INSERT ... ON CONFLICT, hourly and daily rollups, latest values, the "
-        "outbox row and the bus message carrying the new rows. *raw COPY*: the same rows, already resolved to "
+        "detection, COPY into observations, the rollup deltas queued and folded into the hourly, daily and latest "
+        "tables (SAOLA_ROLLUP_FOLD_MS 500), the outbox row and the bus message carrying the new rows; the clock "
+        f"stops when the last batch is answered and the fold queue is empty ({report['drain_ms']:.0f} ms after the "
+        "last answer), so every point counted is stored, rolled up and on the bus. *raw COPY*: the same rows, "
+        "already resolved to "
         "integer keys, COPYed (psycopg, binary) into a copy of the observations table over the same number of "
         "connections, one transaction per batch.",
         "",
@@ -456,7 +476,8 @@ def markdown(report: dict[str, Any], notes: str = "") -> str:
     ]
     if notes:
         lines += ["", notes]
-    lines += ["", f"Reproduce: `python -m benchmarks.rest_ingest --seconds {round(report['seconds'])} "
+    lines += ["", f"Reproduce: `python -m benchmarks.rest_ingest "
+                  f"--seconds {round(report.get('send_seconds', report['seconds']))} "
                   f"--batch {report['batch']} --clients {report['clients']} --subjects {report['subjects']} "
                   f"--minutes-per-batch {report['minutes_per_batch']:g}`", END]
     return "\n".join(lines)

@@ -631,3 +631,116 @@ def test_sqlite_plans_use_the_primary_key_and_rollups(backend: str, session_fact
             service.latest(session, actor=actor, indicators=[code], within="68")
     [(sql, plan)] = [p for p in _plans(session_factory, latest) if "observation_latest" in p[0]]
     assert "SCAN observation_latest" not in plan, plan
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the fast paths: pydantic skipped for plain rows, COPY with a savepoint, folded rollups on PostgreSQL
+
+
+def test_each_bad_row_is_refused_next_to_a_good_one(session_factory) -> None:
+    """The per-row checks that stand in for pydantic refuse every case pydantic refuses, one at a time."""
+    code = make_indicator(session_factory)
+    entity = str(make_entity(session_factory, WARD))
+    good = row(code, T0 + timedelta(days=11), 1.0)
+    naive = {**good, "ts": datetime(2026, 10, 1)}  # a datetime object without a zone
+    cases = [*_bad_cases(code, entity), ("naive datetime", naive, ["items", 1, "ts"]),
+             ("quality as bool", {**good, "quality": True}, ["items", 1, "quality"]),
+             ("value as list", {**good, "value": [1.0]}, ["items", 1, "value"]),
+             ("huge int", {**good, "value": 10 ** 400}, ["items", 1, "value"])]
+    for name, bad, loc in cases:
+        before = counts(session_factory)
+        with pytest.raises(ValidationFailed) as err:
+            ingest(session_factory, [good, bad])
+        assert any(e.loc[:2] == loc[:2] for e in err.value.errors), (name, err.value.errors)
+        assert counts(session_factory) == before, name
+
+
+def test_plain_rows_keep_pydantics_conversions(session_factory) -> None:
+    """Integers become floats, unit codes with spaces are trimmed, aware datetimes are taken as they are."""
+    code = make_indicator(session_factory)
+    ts = T0 + timedelta(days=12)
+    result = ingest(session_factory, [
+        {"indicator": code, "unit": WARD, "ts": ts.isoformat(), "value": 7},
+        {"indicator": code, "unit": f" {WARD2} ", "ts": ts.isoformat(), "value": 8.5, "quality": 1},
+        {"indicator": code, "unit": WARD, "ts": ts + timedelta(minutes=1), "value": 9.0},
+    ])
+    assert result.accepted == 3
+    with session_factory() as session:
+        values = sorted(session.scalars(select(Observation.value).where(
+            Observation.indicator_id == indicator_id(session, code))))
+    assert values == [7.0, 8.5, 9.0] and all(type(v) is float for v in values)
+
+
+def test_big_batches_with_stored_readings_keep_rollups_exact(session_factory) -> None:
+    """Batches past the small-batch size take COPY; one that repeats stored readings falls back and stays exact."""
+    code = make_indicator(session_factory)
+    readings = [(T0 + timedelta(days=13, minutes=k), float(k % 17)) for k in range(1500)]
+    first = ingest(session_factory, [row(code, ts, v) for ts, v in readings[:900]])
+    second = ingest(session_factory, [row(code, ts, v) for ts, v in readings[600:]])
+    assert (first.accepted, first.duplicates) == (900, 0)
+    assert (second.accepted, second.duplicates) == (600, 300)
+    with session_factory() as session:
+        ind_id = indicator_id(session, code)
+        sid = session.scalar(select(Subject.id).where(Subject.key == f"u:{WARD}"))
+        stored = [(o.ts, o.value, o.quality) for o in session.scalars(
+            select(Observation).where(Observation.indicator_id == ind_id, Observation.subject_id == sid))]
+        hourly = _stored_rollups(session, HourlyRollup, ind_id, sid)
+        latest = session.get(LatestObservation, (ind_id, sid))
+    assert len(stored) == 1500
+    want = _expected_rollups(stored, lambda ts: ts.replace(minute=0, second=0, microsecond=0))
+    assert {b: (n, lo, hi, last) for b, (n, _t, lo, hi, last) in want.items()} == {
+        b: (g[0], *g[2:]) for b, g in hourly.items()}
+    assert latest is not None and latest.ts == readings[-1][0]
+
+
+def test_queued_deltas_survive_and_fold_in_any_order(backend: str, session_factory) -> None:
+    """PostgreSQL: deltas wait in a durable queue; folded late, by anyone, in any order, the rollups are exact."""
+    if backend != "postgresql":
+        pytest.skip("SQLite folds inside the ingest transaction")
+    from saola.core.observations import rollups
+    from saola.core.observations.models import rollup_queue
+
+    code = make_indicator(session_factory)
+    engine = session_factory.kw["bind"]
+    rollups.settle(engine)
+    # Two batches ingested, then their queue rows swapped around as if another process had died before folding.
+    ingest(session_factory, [row(code, T0 + timedelta(days=14, minutes=k), float(k)) for k in range(0, 90, 2)])
+    ingest(session_factory, [row(code, T0 + timedelta(days=14, minutes=k), float(k)) for k in range(1, 90, 2)])
+    with engine.begin() as conn:
+        queued = [r._mapping for r in conn.execute(select(rollup_queue))]
+        assert len(queued) >= 4  # two hours of one series, from each batch
+        conn.execute(rollup_queue.delete())
+        conn.execute(rollup_queue.insert(), [dict(m) for m in reversed(queued)])
+    rollups.folder(engine).folded = 0  # forget that this process folded anything: only the queue knows
+    rollups.settle(engine)
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(rollup_queue)) == 0
+    with session_factory() as session:
+        ind_id = indicator_id(session, code)
+        sid = session.scalar(select(Subject.id).where(Subject.key == f"u:{WARD}"))
+        hourly = _stored_rollups(session, HourlyRollup, ind_id, sid)
+        latest = session.get(LatestObservation, (ind_id, sid))
+    start = T0 + timedelta(days=14)
+    assert hourly[start][:5] == (60, float(sum(range(60))), 0.0, 59.0, 59.0)
+    assert hourly[start + timedelta(hours=1)][:5] == (30, float(sum(range(60, 90))), 60.0, 89.0, 89.0)
+    assert latest is not None and latest.value == 89.0
+
+
+def test_reads_in_the_ingesting_process_see_their_writes(backend: str, session_factory) -> None:
+    """Whatever the fold interval, an ORM read of rollups or latest values in this process folds first."""
+    from saola.core.observations import rollups
+
+    code = make_indicator(session_factory)
+    engine = session_factory.kw["bind"]
+    f = rollups.folder(engine)
+    saved, f.interval = f.interval, 3600.0  # the background fold would come far too late for this test
+    try:
+        ingest(session_factory, [row(code, T0 + timedelta(days=15), 3.0)])
+        with session_factory() as session:
+            ind_id = indicator_id(session, code)
+            got = session.scalar(select(LatestObservation.value).where(LatestObservation.indicator_id == ind_id))
+            hourly = session.scalar(select(HourlyRollup.count).where(HourlyRollup.indicator_id == ind_id))
+        assert got == 3.0 and hourly == 1
+        assert not f.pending
+    finally:
+        f.interval = saved

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Float, ForeignKey, Index, Integer, SmallInteger, String, UniqueConstraint, Uuid
+from sqlalchemy import Column, Float, ForeignKey, Index, Integer, SmallInteger, String, Table, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from saola.db.base import Base
@@ -85,3 +85,25 @@ class LatestObservation(Base):
     value: Mapped[float] = mapped_column(Float)
     quality: Mapped[int] = mapped_column(SmallInteger, default=0)
     source_id: Mapped[int | None] = mapped_column(Integer)
+
+
+# Rollup deltas waiting to be folded (PostgreSQL; see rollups.py): one row per (indicator, subject, UTC hour) of
+# an ingested batch, written in the batch's transaction. n, total, lo, hi, last_* cover its good readings (n = 0:
+# none); top_* is its newest reading of any quality, for the latest-value table. No key and no index: rows are
+# only appended by ingest and taken all at once by a fold, the cheapest table PostgreSQL has.
+rollup_queue = Table(
+    "observation_rollup_queue", Base.metadata,
+    Column("indicator_id", Integer, nullable=False),
+    Column("subject_id", Integer, nullable=False),
+    Column("bucket", UTCDateTime, nullable=False),
+    Column("n", Integer, nullable=False),
+    Column("total", Float, nullable=False),
+    Column("lo", Float),
+    Column("hi", Float),
+    Column("last_ts", UTCDateTime),
+    Column("last_value", Float),
+    Column("top_ts", UTCDateTime, nullable=False),
+    Column("top_value", Float, nullable=False),
+    Column("top_quality", SmallInteger, nullable=False),
+    Column("top_source", Integer),
+)

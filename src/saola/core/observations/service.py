@@ -1,13 +1,18 @@
 """Observations: the one bulk ingest path every door calls, series queries over rollups, and latest values.
 
-Ingest stays bulk end to end: a batch is validated in one pydantic call, looked up with a handful of queries,
-and written with one statement per table (executemany on SQLite; COPY plus one INSERT ... ON CONFLICT on
-PostgreSQL). Hourly and daily rollups and the latest-value table are maintained in the same transaction, so
-dashboards never scan raw readings.
+Ingest stays bulk end to end: a batch is validated in one pass (plain rows checked in the per-row loop by
+pydantic's rules, anything else by pydantic itself), looked up with a handful of queries, and written with one
+statement per table. SQLite: executemany, and the hourly and daily rollups and latest values upserted in the same
+transaction. PostgreSQL: binary COPY straight into observations (a staging table only when the batch repeats
+stored readings) plus one rollup delta per series and hour queued in the same transaction and folded after
+commit (rollups.py), so dashboards never scan raw readings and reads see their own writes.
 """
 
 from __future__ import annotations
 
+import math
+import re
+import struct
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -16,8 +21,23 @@ from operator import itemgetter
 from typing import Any
 
 import orjson
+import psycopg
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import ColumnElement, Select, bindparam, func, literal, literal_column, or_, select, type_coerce
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Select,
+    String,
+    Uuid,
+    any_,
+    bindparam,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    type_coerce,
+)
 from sqlalchemy.orm import Session
 
 from saola.core.auth.context import Actor
@@ -26,6 +46,7 @@ from saola.core.errors import FieldError, Forbidden, NotFound, ValidationFailed
 from saola.core.health.metrics import OBSERVATIONS_INGESTED
 from saola.core.indicators.models import Indicator
 from saola.core.indicators.service import IndicatorRef, indicators_by_code, local_to_utc
+from saola.core.observations import rollups
 from saola.core.observations.models import DailyRollup, HourlyRollup, LatestObservation, Observation, Subject
 from saola.core.observations.schemas import (
     MAX_BATCH,
@@ -50,6 +71,8 @@ from saola.db.upsert import upsert_rows
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_AHEAD = timedelta(days=1)
+_MICROSECOND = timedelta(microseconds=1)
+_SID_BIAS = 1 << 31  # subject ids (provisional ones are negative) made non-negative inside a row's packed key
 VN_OFFSET_S = 7 * 3600  # Vietnam is UTC+7 all year: a local day starts at 17:00 UTC the day before
 VN_OFFSET = timedelta(seconds=VN_OFFSET_S)
 _CHUNK = 500  # keeps IN lists under every driver's parameter limit
@@ -64,6 +87,28 @@ _UNITS_WITH_SUBJECTS = (select(Unit.code, Unit.path, Subject.id)
 _ENTITIES_WITH_UNITS = (select(Entity.id, Entity.unit_code, Unit.path).join(Unit, Unit.code == Entity.unit_code)
                         .where(Entity.id.in_(bindparam("ids", expanding=True))))
 _SUBJECT_IDS = select(Subject.key, Subject.id).where(Subject.key.in_(bindparam("keys", expanding=True)))
+# PostgreSQL takes each list as one array parameter: the same SQL text every batch (psycopg caches its parse
+# and prepares it), where an expanded IN list of a thousand placeholders is new text to build and parse each time.
+_PG_LOOKUPS = {
+    "codes": (select(Unit.code, Unit.path, Subject.id)
+              .outerjoin(Subject, Subject.key == literal("u:").concat(Unit.code))
+              .where(Unit.code == any_(bindparam("codes", type_=ARRAY(String))))),
+    "ids": (select(Entity.id, Entity.unit_code, Unit.path).join(Unit, Unit.code == Entity.unit_code)
+            .where(Entity.id == any_(bindparam("ids", type_=ARRAY(Uuid))))),
+    "keys": select(Subject.key, Subject.id).where(Subject.key == any_(bindparam("keys", type_=ARRAY(String)))),
+}
+
+
+def _lookup(session: Session, stmt: Any, name: str, values: Sequence[Any]) -> list[Any]:
+    """Rows of a look-up statement over many values: one array parameter on PostgreSQL, chunked IN lists else."""
+    if not values:
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        return list(session.execute(_PG_LOOKUPS[name], {name: list(values)}))
+    out: list[Any] = []
+    for s in range(0, len(values), _CHUNK):
+        out.extend(session.execute(stmt, {name: values[s:s + _CHUNK]}))
+    return out
 
 
 class _Subject:
@@ -110,9 +155,8 @@ def _subjects(session: Session, raw_units: Iterable[str], raw_entities: Iterable
     # refuse NUL bytes or lone surrogates outright).
     listed = sorted({c for c in codes.values() if c.isascii() and c.isalnum()})
     known: dict[str, tuple[str, int | None]] = {}
-    for s in range(0, len(listed), _CHUNK):
-        for code, path, sid in session.execute(_UNITS_WITH_SUBJECTS, {"codes": listed[s:s + _CHUNK]}):
-            known[code] = (path, sid)
+    for code, path, sid in _lookup(session, _UNITS_WITH_SUBJECTS, "codes", listed):
+        known[code] = (path, sid)
     by_unit = {code: _Subject("u:" + code, "unit", code, known[code][0], None, known[code][1])
                for code in listed if code in known}
     units = {raw: by_unit[code] for raw, code in codes.items() if code in by_unit}
@@ -125,14 +169,12 @@ def _subjects(session: Session, raw_units: Iterable[str], raw_entities: Iterable
             continue  # reported per row as an unknown entity
     ids = sorted(set(parsed.values()))
     found: dict[uuid.UUID, _Subject] = {}
-    for s in range(0, len(ids), _CHUNK):
-        for eid, unit_code, path in session.execute(_ENTITIES_WITH_UNITS, {"ids": ids[s:s + _CHUNK]}):
-            found[eid] = _Subject(f"e:{eid}", "entity", unit_code, path, eid, None)
+    for eid, unit_code, path in _lookup(session, _ENTITIES_WITH_UNITS, "ids", ids):
+        found[eid] = _Subject(f"e:{eid}", "entity", unit_code, path, eid, None)
     keys = [s.key for s in found.values()]
     by_key = {s.key: s for s in found.values()}
-    for s in range(0, len(keys), _CHUNK):
-        for key, sid in session.execute(_SUBJECT_IDS, {"keys": keys[s:s + _CHUNK]}):
-            by_key[key].id = sid
+    for key, sid in _lookup(session, _SUBJECT_IDS, "keys", keys):
+        by_key[key].id = sid
     entities = {raw: found[eid] for raw, eid in parsed.items() if eid in found}
     provisional = -1
     for subject in (*by_unit.values(), *found.values()):
@@ -149,11 +191,9 @@ def _store_new_subjects(session: Session, subjects: Sequence[_Subject]) -> dict[
     rows = [dict(key=s.key, kind=s.kind, unit_code=s.unit_code, entity_id=s.entity_id) for s in new.values()]
     upsert_rows(session, Subject.__table__, rows, key=["key"])  # DO NOTHING: a concurrent creator may win
     remap: dict[int, int] = {}
-    keys = sorted(new)
-    for s in range(0, len(keys), _CHUNK):
-        for key, sid in session.execute(_SUBJECT_IDS, {"keys": keys[s:s + _CHUNK]}):
-            remap[new[key].id] = sid
-            new[key].id = sid
+    for key, sid in _lookup(session, _SUBJECT_IDS, "keys", sorted(new)):
+        remap[new[key].id] = sid
+        new[key].id = sid
     return remap
 
 
@@ -174,8 +214,8 @@ def _parse_ts(ts: str | datetime) -> datetime | str:
     return parsed if parsed.tzinfo is not None else "Input should have timezone info"
 
 
-def _moment(ts: str | datetime, sqlite: bool) -> tuple[float, Any, str] | None:
-    """(epoch seconds, the time as the driver takes it, ISO text) or None when ts is not an aware time."""
+def _moment(ts: str | datetime, sqlite: bool) -> tuple[float, Any, str, int] | None:
+    """(epoch seconds, the time as the driver takes it, ISO text, epoch microseconds) or None when not aware."""
     parsed = _parse_ts(ts)
     if isinstance(parsed, str):
         return None
@@ -183,7 +223,8 @@ def _moment(ts: str | datetime, sqlite: bool) -> tuple[float, Any, str] | None:
         utc = parsed.astimezone(UTC)
     except OverflowError:  # year 1 or 9999 pushed off the calendar by its offset: out of range anyway
         return None
-    return utc.timestamp(), (_ts_text(utc) if sqlite else utc), utc.isoformat()
+    # The integer microseconds sort rows faster than datetimes do (the batch is sorted by key once).
+    return utc.timestamp(), (_ts_text(utc) if sqlite else utc), utc.isoformat(), (utc - EPOCH) // _MICROSECOND
 
 
 def _row_errors(i: int, r: Mapping[str, Any], ind: IndicatorRef | None, subject: _Subject | None,
@@ -226,6 +267,109 @@ _MISSING = object()
 _RowT = tuple[int, int, Any, float, int, "int | None"]  # indicator_id, subject_id, time, value, quality, source_id
 
 
+class _NotPlain(Exception):
+    """A row the fast path cannot vouch for: the batch goes through pydantic instead."""
+
+
+_KEYS = frozenset(ObservationDict.__annotations__)
+_PLAIN_UNIT = re.compile(r"[A-Za-z0-9]{1,16}")
+
+
+def _resolve(session: Session, items: Sequence[ObservationIn | Mapping[str, Any]], *, latest_e: float, sqlite: bool,
+             source_id: int | None, fast: bool) -> tuple[Any, ...]:
+    """Validate and resolve a batch to rows keyed for insertion; ValidationFailed with every row error.
+
+    fast=True skips pydantic and checks each row in the per-row loop itself, accepting exactly what pydantic
+    accepts for well-formed rows; anything unusual (a wrong type, an unknown name, an extra key) raises
+    _NotPlain, and the batch is resolved again with fast=False so that the errors are pydantic's and complete.
+    """
+    if fast:
+        try:
+            valid: Any = enumerate(items)
+            ind_codes = {r["indicator"] for r in items}  # type: ignore[index]
+            unit_raws = {r.get("unit") for r in items} - {None}  # type: ignore[union-attr]
+            entity_raws = {r.get("entity") for r in items} - {None}  # type: ignore[union-attr]
+        except (KeyError, TypeError, AttributeError):  # not dicts, missing keys, unhashable values
+            raise _NotPlain from None
+        # Only names pydantic accepts as they are: ' 24781' would be normalised by the lookup but is refused.
+        unit_raws = {u for u in unit_raws if type(u) is str and _PLAIN_UNIT.fullmatch(u)}
+        entity_raws = {e for e in entity_raws if isinstance(e, uuid.UUID) or (type(e) is str and len(e) <= 64)}
+        errors: list[FieldError] = []
+    else:
+        valid, errors = _validated(items)
+        ind_codes = {r["indicator"] for _, r in valid}
+        unit_raws = {r.get("unit") for _, r in valid} - {None}
+        entity_raws = {r.get("entity") for _, r in valid} - {None}
+
+    # Bulk lookups: a few queries per batch, never one per row.
+    indicators = indicators_by_code(session, ind_codes)
+    units, entities = _subjects(session, unit_raws, entity_raws)  # type: ignore[arg-type]
+    inf = float("inf")
+    bounds = {r.id: (-inf if r.min_value is None else r.min_value, inf if r.max_value is None else r.max_value)
+              for r in indicators.values()}
+
+    # The per-row loop does dictionary lookups and comparisons only: it runs for every reading. A batch carries
+    # few distinct times (a network reports all stations at once), so each is parsed and formatted once.
+    # Rows keyed by one integer packing (indicator, subject, microseconds): hashed and sorted faster than tuples.
+    rows: dict[int, tuple[int, int, Any, float, int, int | None]] = {}
+    moments: dict[Any, tuple[float, Any, str, int] | None] = {}
+    ind_get, unit_get, entity_get, moment_get = indicators.get, units.get, entities.get, moments.get
+    keys, isfinite = _KEYS, math.isfinite
+    out_of_range = 0
+    try:
+        for i, r in valid:
+            # Extra keys are refused. A row of at most four keys needs no set check: indicator, ts and value are
+            # required below (KeyError) and the fourth must be unit or entity, or the row has no subject.
+            if fast and (type(r) is not dict or (len(r) > 4 and not keys.issuperset(r))):
+                raise _NotPlain
+            ind = ind_get(r["indicator"])
+            unit, entity = r.get("unit"), r.get("entity")
+            subject = unit_get(unit) if entity is None else entity_get(entity) if unit is None else None
+            ts = r["ts"]
+            moment = moment_get(ts, _MISSING)
+            if moment is _MISSING:
+                if fast and not ((type(ts) is str and len(ts) <= 64)
+                                 or (isinstance(ts, datetime) and ts.utcoffset() is not None)):
+                    raise _NotPlain
+                moment = moments[ts] = _moment(ts, sqlite)
+            if (ind is None or subject is None or moment is None or not ind.is_active
+                    or not 0.0 <= moment[0] <= latest_e  # type: ignore[index]
+                    or (ind.subject_kind != "any" and ind.subject_kind != subject.kind)):
+                if fast:
+                    raise _NotPlain
+                errors.extend(_row_errors(i, r, ind, subject, units, entities, latest_e))
+                continue
+            iid, sid, m, value = ind.id, subject.id, moment[1], r["value"]  # type: ignore[index]
+            quality = r.get("quality", 0)
+            if fast:  # pydantic's StrictFloat (ints become floats, no bools, finite) and quality 0..2
+                if type(value) is not float:
+                    if type(value) is not int:
+                        raise _NotPlain
+                    try:
+                        value = float(value)
+                    except OverflowError:
+                        raise _NotPlain from None
+                if not isfinite(value) or type(quality) is not int or not 0 <= quality <= 2:
+                    raise _NotPlain
+            lo, hi = bounds[iid]
+            if lo <= value <= hi:
+                rows[(((iid << 32) + sid + _SID_BIAS) << 64) + moment[3]] = (  # type: ignore[index]
+                    iid, sid, m, value, quality, source_id)  # a later copy wins
+            else:  # kept, but marked bad and left out of rollups
+                rows[(((iid << 32) + sid + _SID_BIAS) << 64) + moment[3]] = (  # type: ignore[index]
+                    iid, sid, m, value, 2, source_id)
+                out_of_range += 1
+    except (KeyError, TypeError) as exc:  # a missing field, an unhashable value: only plain rows get this far
+        if not fast:
+            raise
+        raise _NotPlain from exc
+    if errors:
+        errors.sort(key=lambda e: e.loc[1] if len(e.loc) > 1 and isinstance(e.loc[1], int) else -1)
+        raise ValidationFailed(f"{len({tuple(e.loc[:2]) for e in errors})} invalid reading(s); nothing was written",
+                               errors)
+    return indicators, units, entities, rows, moments, bounds, out_of_range
+
+
 def ingest(
     session: Session, *, actor: Actor, items: Sequence[ObservationIn | Mapping[str, Any]],
     now: datetime | None = None,
@@ -239,47 +383,12 @@ def ingest(
         return IngestResult(accepted=0, duplicates=0, flagged=0, batch_id=str(new_id()))
     latest_e = ((now or utcnow()) + MAX_AHEAD).timestamp()
     sqlite = session.get_bind().dialect.name == "sqlite"
-    valid, errors = _validated(items)
-
-    # Bulk lookups: a few queries per batch, never one per row.
-    indicators = indicators_by_code(session, {r["indicator"] for _, r in valid})
-    units, entities = _subjects(session, {r.get("unit") for _, r in valid} - {None},  # type: ignore[arg-type]
-                                {r.get("entity") for _, r in valid} - {None})  # type: ignore[arg-type]
-    inf = float("inf")
-    bounds = {r.id: (-inf if r.min_value is None else r.min_value, inf if r.max_value is None else r.max_value)
-              for r in indicators.values()}
-
-    # The per-row loop does dictionary lookups and comparisons only: it runs for every reading. A batch carries
-    # few distinct times (a network reports all stations at once), so each is parsed and formatted once.
+    try:
+        resolved = _resolve(session, items, latest_e=latest_e, sqlite=sqlite, source_id=actor.source_id, fast=True)
+    except _NotPlain:  # some row needs pydantic's verdict: validate the whole batch and report every row error
+        resolved = _resolve(session, items, latest_e=latest_e, sqlite=sqlite, source_id=actor.source_id, fast=False)
+    indicators, units, entities, rows, moments, bounds, out_of_range = resolved
     source_id = actor.source_id
-    rows: dict[tuple[int, int, Any], tuple[int, int, Any, float, int, int | None]] = {}
-    moments: dict[Any, tuple[float, Any, str] | None] = {}
-    ind_get, unit_get, entity_get, moment_get = indicators.get, units.get, entities.get, moments.get
-    out_of_range = 0
-    for i, r in valid:
-        ind = ind_get(r["indicator"])
-        unit, entity = r.get("unit"), r.get("entity")
-        subject = unit_get(unit) if entity is None else entity_get(entity) if unit is None else None
-        ts = r["ts"]
-        moment = moment_get(ts, _MISSING)
-        if moment is _MISSING:
-            moment = moments[ts] = _moment(ts, sqlite)
-        if (ind is None or subject is None or moment is None or not ind.is_active
-                or not 0.0 <= moment[0] <= latest_e  # type: ignore[index]
-                or (ind.subject_kind != "any" and ind.subject_kind != subject.kind)):
-            errors.extend(_row_errors(i, r, ind, subject, units, entities, latest_e))
-            continue
-        iid, sid, m, value = ind.id, subject.id, moment[1], r["value"]  # type: ignore[index]
-        lo, hi = bounds[iid]
-        if lo <= value <= hi:
-            rows[(iid, sid, m)] = (iid, sid, m, value, r.get("quality", 0), source_id)  # a later copy wins
-        else:  # kept, but marked bad and left out of rollups
-            rows[(iid, sid, m)] = (iid, sid, m, value, 2, source_id)
-            out_of_range += 1
-    if errors:
-        errors.sort(key=lambda e: e.loc[1] if len(e.loc) > 1 and isinstance(e.loc[1], int) else -1)
-        raise ValidationFailed(f"{len({tuple(e.loc[:2]) for e in errors})} invalid reading(s); nothing was written",
-                               errors)
 
     # Every subject and indicator found was named by a valid row, so these are exactly the batch's own.
     subjects = list({s.key: s for s in (*units.values(), *entities.values())}.values())
@@ -301,13 +410,16 @@ def ingest(
         session.flush()  # the outbox row takes SQLite's write lock before we look for existing rows
     remap = _store_new_subjects(session, subjects)
     if remap:  # first readings of some subjects: swap their provisional ids for the stored ones
-        rows = {(k[0], remap.get(k[1], k[1]), k[2]): (v[0], remap.get(v[1], v[1]), *v[2:])  # type: ignore[misc]
-                for k, v in rows.items()}
-    ordered = sorted(rows.values())  # key order: inserts walk the primary key, rollups see time order
+        mask = (1 << 64) - 1
+        rows = {(((v[0] << 32) + remap.get(v[1], v[1]) + _SID_BIAS) << 64) + (k & mask):
+                (v[0], remap.get(v[1], v[1]), *v[2:]) for k, v in rows.items()}  # type: ignore[misc]
+    # Key order: inserts walk the primary key, rollups see time order. Keys are unique: values never compared.
+    ordered = [row for _, row in sorted(rows.items())]
     if sqlite:
         new, flagged = _write_sqlite(session, ordered, bounds if out_of_range else None)
     else:
-        new, flagged = _write_postgresql(session, ordered)
+        micros = {m[1]: m[3] for m in moments.values() if m is not None}
+        new, flagged = _write_postgresql(session, ordered, micros, bounds if out_of_range else None, out_of_range)
     accepted = len(new)
     live["items"] = _live_items(new, indicators, subjects, moments)
 
@@ -357,14 +469,18 @@ def _local_day_text(hour: str) -> str:
 
 
 def _live_items(new: Sequence[_RowT], indicators: Mapping[str, IndicatorRef], subjects: Sequence[_Subject],
-                moments: Mapping[Any, tuple[float, Any, str] | None]) -> list[dict[str, Any]]:
+                moments: Mapping[Any, tuple[float, Any, str, int] | None]) -> list[dict[str, Any]]:
     """The new rows, JSON-ready, for subscribers on this node (the rules engine, the live stream)."""
     code_of = {ref.id: code for code, ref in indicators.items()}
     unit_of = {s.id: s.unit_code for s in subjects}
     entity_of = {s.id: str(s.entity_id) if s.entity_id else None for s in subjects}
     iso_of = {m[1]: m[2] for m in moments.values() if m is not None}
-    return [{"indicator": code_of[r[0]], "unit": unit_of[r[1]], "entity": entity_of[r[1]], "ts": iso_of[r[2]],
-             "value": r[3], "quality": r[4]} for r in new]
+    out: list[dict[str, Any]] = []
+    for (iid, sid), group in groupby(new, key=itemgetter(0, 1)):  # rows of a series are consecutive
+        code, unit, entity = code_of[iid], unit_of[sid], entity_of[sid]
+        out.extend([{"indicator": code, "unit": unit, "entity": entity, "ts": iso_of[r[2]], "value": r[3],
+                     "quality": r[4]} for r in group])
+    return out
 
 
 def _write_sqlite(session: Session, ordered: list[_RowT],
@@ -435,89 +551,170 @@ def _write_sqlite(session: Session, ordered: list[_RowT],
         cur.close()
 
 
+_PG_COPY = ("COPY {table} (indicator_id, subject_id, ts, value, quality, source_id) FROM STDIN (FORMAT BINARY)")
 _PG_STAGING = (
     "CREATE TEMP TABLE IF NOT EXISTS saola_obs_staging (indicator_id int4 NOT NULL, subject_id int4 NOT NULL, "
     "ts timestamptz NOT NULL, value float8 NOT NULL, quality int2 NOT NULL, source_id int4) ON COMMIT DELETE ROWS; "
     "DELETE FROM saola_obs_staging"  # empty already, unless an earlier batch of this transaction used it
 )
-_PG_COPY = "COPY saola_obs_staging (indicator_id, subject_id, ts, value, quality, source_id) FROM STDIN (FORMAT BINARY)"
-_PG_UPSERT_SET = """
-      count = r.count + excluded.count, sum = r.sum + excluded.sum,
-      min = LEAST(r.min, excluded.min), max = GREATEST(r.max, excluded.max),
-      last_value = CASE WHEN excluded.last_ts >= r.last_ts THEN excluded.last_value ELSE r.last_value END,
-      last_ts = GREATEST(r.last_ts, excluded.last_ts)"""
-# One statement: insert what is new, then fold exactly those rows into the rollups and latest values. Staging
-# rows arrive sorted by key, so concurrent batches take row locks in one order. Hourly deltas are computed once
-# and summed into days. Days use a fixed UTC+7 offset, like the SQLite path, rather than the zone name (which
-# carries Vietnam's offsets before 1975): both databases cut days at the same instants.
-_PG_WRITE = f"""
+# Only when the batch repeats stored readings: insert what is new and name it, in key order.
+_PG_INSERT_NEW = """
 WITH ins AS (
     INSERT INTO observations (indicator_id, subject_id, ts, value, quality, source_id)
     SELECT indicator_id, subject_id, ts, value, quality, source_id FROM saola_obs_staging
     ON CONFLICT (indicator_id, subject_id, ts) DO NOTHING
-    RETURNING indicator_id, subject_id, ts, value, quality, source_id
-  ),
-  hourly AS (
-    SELECT indicator_id, subject_id, date_trunc('hour', ts AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS bucket,
-           count(*) AS n, sum(value) AS total, min(value) AS lo, max(value) AS hi, max(ts) AS last_ts,
-           (array_agg(value ORDER BY ts DESC))[1] AS last_value
-    FROM ins WHERE quality = 0 GROUP BY 1, 2, 3
-  ),
-  h AS (
-    INSERT INTO observation_rollups_hourly AS r (indicator_id, subject_id, bucket, count, sum, min, max, last_ts,
-                                                 last_value)
-    SELECT * FROM hourly ORDER BY 1, 2, 3
-    ON CONFLICT (indicator_id, subject_id, bucket) DO UPDATE SET {_PG_UPSERT_SET}
-  ),
-  d AS (
-    INSERT INTO observation_rollups_daily AS r (indicator_id, subject_id, bucket, count, sum, min, max, last_ts,
-                                                last_value)
-    SELECT indicator_id, subject_id,
-           (date_trunc('day', (bucket AT TIME ZONE 'UTC') + interval '7 hours') - interval '7 hours')
-             AT TIME ZONE 'UTC',
-           sum(n), sum(total), min(lo), max(hi), max(last_ts), (array_agg(last_value ORDER BY last_ts DESC))[1]
-    FROM hourly GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-    ON CONFLICT (indicator_id, subject_id, bucket) DO UPDATE SET {_PG_UPSERT_SET}
-  ),
-  l AS (
-    INSERT INTO observation_latest AS o (indicator_id, subject_id, ts, value, quality, source_id)
-    SELECT DISTINCT ON (indicator_id, subject_id) indicator_id, subject_id, ts, value, quality, source_id
-    FROM ins ORDER BY indicator_id, subject_id, ts DESC
-    ON CONFLICT (indicator_id, subject_id) DO UPDATE SET ts = excluded.ts, value = excluded.value,
-      quality = excluded.quality, source_id = excluded.source_id
-    WHERE excluded.ts >= o.ts
+    RETURNING indicator_id, subject_id, ts
   )
-SELECT count(*), count(*) FILTER (WHERE ins.quality = 2 AND (ins.value < i.min_value OR ins.value > i.max_value)),
-       -- only when some rows were already stored: the keys of those inserted, to tell them apart
-       CASE WHEN count(*) < (SELECT count(*) FROM saola_obs_staging) THEN
-         (SELECT array_agg(ARRAY[indicator_id, subject_id] ORDER BY indicator_id, subject_id, ts) FROM ins) END,
-       CASE WHEN count(*) < (SELECT count(*) FROM saola_obs_staging) THEN
-         (SELECT array_agg(ts ORDER BY indicator_id, subject_id, ts) FROM ins) END
-FROM ins JOIN indicators i ON i.id = ins.indicator_id
+SELECT array_agg(ARRAY[indicator_id, subject_id] ORDER BY indicator_id, subject_id, ts),
+       array_agg(ts ORDER BY indicator_id, subject_id, ts)
+FROM ins
 """
 
 
-def _write_postgresql(session: Session, ordered: list[_RowT]) -> tuple[list[_RowT], int]:
-    """COPY the batch into a staging table, then insert, roll up and refresh latest values in one statement.
+# Small batches (the MQTT door's rounds, single readings) are written in one round trip: the insert and the
+# rollup deltas of what it inserted in one statement, with the batch as arrays. Past a few hundred rows COPY is
+# cheaper per row, and its extra round trips do not count.
+_PG_SMALL_ROWS = 500
+_PG_SMALL_WRITE = f"""
+WITH ins AS (
+    INSERT INTO observations (indicator_id, subject_id, ts, value, quality, source_id)
+    SELECT * FROM unnest(%s::int4[], %s::int4[], %s::timestamptz[], %s::float8[], %s::int2[], %s::int4[])
+    ON CONFLICT (indicator_id, subject_id, ts) DO NOTHING
+    RETURNING indicator_id, subject_id, ts, value, quality, source_id
+  ),
+  q AS (
+    INSERT INTO {rollups.QUEUE_TABLE} (indicator_id, subject_id, bucket, n, total, lo, hi, last_ts, last_value,
+                                       top_ts, top_value, top_quality, top_source)
+    SELECT indicator_id, subject_id, date_trunc('hour', ts AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',
+           count(*) FILTER (WHERE quality = 0), coalesce(sum(value) FILTER (WHERE quality = 0), 0),
+           min(value) FILTER (WHERE quality = 0), max(value) FILTER (WHERE quality = 0),
+           max(ts) FILTER (WHERE quality = 0), (array_agg(value ORDER BY ts DESC) FILTER (WHERE quality = 0))[1],
+           max(ts), (array_agg(value ORDER BY ts DESC))[1], (array_agg(quality ORDER BY ts DESC))[1],
+           (array_agg(source_id ORDER BY ts DESC))[1]
+    FROM ins GROUP BY 1, 2, 3
+  )
+SELECT count(*),
+       CASE WHEN count(*) < %s THEN array_agg(ARRAY[indicator_id, subject_id] ORDER BY indicator_id, subject_id, ts)
+       END,
+       CASE WHEN count(*) < %s THEN array_agg(ts ORDER BY indicator_id, subject_id, ts) END
+FROM ins
+"""
 
-    Returns the rows inserted and how many of them were flagged out of range.
+
+# PostgreSQL's binary COPY format (documented with COPY): a signature, then per row the field count and each field
+# as length + big-endian value (-1: NULL), then -1. Packing a whole batch with struct costs about a third of
+# psycopg's write_row per row, the largest single cost of ingest in Python.
+_PG_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
+_PG_TRAILER = b"\xff\xff"
+_PG_EPOCH_MICROS = 946_684_800_000_000  # 2000-01-01T00:00:00Z, PostgreSQL's timestamp origin, in Unix microseconds
+_PG_ROW = struct.Struct(">hiiiiiqidihii").pack  # indicator, subject, ts, value, quality, source
+_PG_ROW_NO_SOURCE = struct.Struct(">hiiiiiqidihi").pack  # ... source NULL
+
+
+def _copy_observations(cur: Any, table: str, rows: Sequence[_RowT], micros: Mapping[Any, int]) -> None:
+    """COPY observation rows (times given as Unix microseconds by `micros`) in PostgreSQL's binary format."""
+    pack, pack_null = _PG_ROW, _PG_ROW_NO_SOURCE
+    data = [_PG_SIGNATURE]
+    data.extend([pack(6, 4, iid, 4, sid, 8, micros[ts] - _PG_EPOCH_MICROS, 8, value, 2, quality, 4, src)
+                 if src is not None else
+                 pack_null(6, 4, iid, 4, sid, 8, micros[ts] - _PG_EPOCH_MICROS, 8, value, 2, quality, -1)
+                 for iid, sid, ts, value, quality, src in rows])
+    data.append(_PG_TRAILER)
+    with cur.copy(_PG_COPY.format(table=table)) as copy:
+        copy.write(b"".join(data))
+
+
+def _copy_rows(cur: Any, statement: str, types: list[str], rows: Iterable[Sequence[Any]]) -> None:
+    with cur.copy(statement) as copy:
+        copy.set_types(types)
+        write = copy.write_row
+        for row in rows:
+            write(row)
+
+
+def _queue_rows(new: Sequence[_RowT], micros: Mapping[Any, int]) -> list[list[Any]]:
+    """One rollup delta per (indicator, subject, UTC hour) of the new rows, in the queue's column order.
+
+    Rows come sorted by (indicator, subject, time), so a bucket is a run of consecutive rows and the row just
+    seen is the newest of its bucket so far.
+    """
+    out: list[list[Any]] = []
+    acc: list[Any] = [None, None, None]
+    for row in new:
+        iid, sid, ts, value, quality, src = row
+        hour = micros[ts] // 3_600_000_000
+        if hour != acc[2] or sid != acc[1] or iid != acc[0]:
+            acc = [iid, sid, hour, 0, 0.0, None, None, None, None, ts, value, quality, src]
+            out.append(acc)
+        else:
+            acc[9], acc[10], acc[11], acc[12] = ts, value, quality, src
+        if not quality:
+            if acc[3]:
+                acc[3] += 1
+                acc[4] += value
+                if value < acc[5]:
+                    acc[5] = value
+                elif value > acc[6]:
+                    acc[6] = value
+                acc[7], acc[8] = ts, value
+            else:
+                acc[3], acc[4], acc[5], acc[6], acc[7], acc[8] = 1, value, value, value, ts, value
+    stamps: dict[int, datetime] = {}
+    for a in out:
+        h = a[2]
+        a[2] = stamps.get(h) or stamps.setdefault(h, datetime.fromtimestamp(h * 3600, UTC))
+    return out
+
+
+def _write_postgresql(session: Session, ordered: list[_RowT], micros: Mapping[Any, int],
+                      bounds: Mapping[int, tuple[float, float]] | None, out_of_range: int,
+                      ) -> tuple[list[_RowT], int]:
+    """COPY the batch straight into observations and queue its rollup deltas, in the caller's transaction.
+
+    A batch that repeats stored readings makes the COPY fail on the primary key: it is then rolled back to a
+    savepoint and written through a staging table with ON CONFLICT DO NOTHING, which names the new rows. The
+    deltas are folded into rollups and latest values after commit (rollups.py). Returns the rows inserted and
+    how many of them were flagged out of range.
     """
     if not ordered:
         return [], 0
     pg = session.connection().connection.driver_connection
+    if len(ordered) <= _PG_SMALL_ROWS:
+        with pg.cursor() as cur:  # type: ignore[union-attr]
+            cur.execute(_PG_SMALL_WRITE, [*map(list, zip(*ordered, strict=True)), len(ordered), len(ordered)])
+            accepted, pairs, times = cur.fetchone()  # type: ignore[misc]
+        if accepted == len(ordered):
+            new, flagged = ordered, out_of_range
+        else:
+            inserted = {(i, s, t) for (i, s), t in zip(pairs or [], times or [], strict=True)}
+            new = [r for r in ordered if r[:3] in inserted]
+            flagged = 0 if bounds is None else sum(
+                1 for r in new if r[4] == 2 and not bounds[r[0]][0] <= r[3] <= bounds[r[0]][1])
+        if new:
+            rollups.mark_queued(session)
+        return new, flagged
     with pg.cursor() as cur:  # type: ignore[union-attr]
-        cur.execute(_PG_STAGING)
-        with cur.copy(_PG_COPY) as copy:
-            copy.set_types(["int4", "int4", "timestamptz", "float8", "int2", "int4"])
-            write = copy.write_row
-            for row in ordered:
-                write(row)
-        cur.execute(_PG_WRITE)
-        accepted, flagged, pairs, times = cur.fetchone()  # type: ignore[misc]
-    if accepted == len(ordered):
-        return ordered, int(flagged)
-    inserted = {(i, s, t) for (i, s), t in zip(pairs or [], times or [], strict=True)}
-    return [r for r in ordered if r[:3] in inserted], int(flagged)
+        cur.execute("SAVEPOINT saola_obs")
+        try:
+            _copy_observations(cur, "observations", ordered, micros)
+        except psycopg.errors.UniqueViolation:
+            cur.execute("ROLLBACK TO SAVEPOINT saola_obs")
+            cur.execute(_PG_STAGING)
+            _copy_observations(cur, "saola_obs_staging", ordered, micros)
+            cur.execute(_PG_INSERT_NEW)
+            pairs, times = cur.fetchone()  # type: ignore[misc]
+            inserted = {(i, s, t) for (i, s), t in zip(pairs or [], times or [], strict=True)}
+            new = [r for r in ordered if r[:3] in inserted]
+            flagged = 0 if bounds is None else sum(
+                1 for r in new if r[4] == 2 and not bounds[r[0]][0] <= r[3] <= bounds[r[0]][1])
+        else:
+            new, flagged = ordered, out_of_range
+        # The savepoint is left to the commit: releasing it would cost a round trip and gain nothing.
+        if new:
+            _copy_rows(cur, rollups.QUEUE_COPY, rollups.QUEUE_TYPES, _queue_rows(new, micros))
+    if new:
+        rollups.mark_queued(session)
+    return new, flagged
 
 
 # ---------------------------------------------------------------------------------------------------------------

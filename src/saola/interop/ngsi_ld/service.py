@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import ValidationError
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import ARRAY, Select, String, any_, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
 from saola.core.auth.context import Actor
@@ -227,9 +227,15 @@ def lookup_lean(session: Session, ids: Sequence[str]) -> dict[str, Existing]:
     external = [i for i in dict.fromkeys(ids) if not i.startswith(SAOLA_ID_PREFIX)]
     stmt = select(Entity.external_id, Entity.id, Entity.type, Entity.unit_code, Entity.agency_id)
     first: dict[str, uuid.UUID] = {}
-    for start in range(0, len(external), _CHUNK):
-        for external_id, entity_id, *rest in session.execute(
-                stmt.where(Entity.external_id.in_(external[start:start + _CHUNK]))):
+    # PostgreSQL takes the ids as one array parameter: the same SQL text every batch, where an IN list of a
+    # thousand placeholders is new text for SQLAlchemy and psycopg to build and parse each time.
+    pg = session.get_bind().dialect.name == "postgresql"
+    step = max(1, len(external)) if pg else _CHUNK
+    for start in range(0, len(external), step):
+        chunk = external[start:start + step]
+        where = Entity.external_id == any_(bindparam("ids", chunk, type_=ARRAY(String))) if pg else \
+            Entity.external_id.in_(chunk)
+        for external_id, entity_id, *rest in session.execute(stmt.where(where)):
             if external_id not in first or entity_id < first[external_id]:  # the older one, as lookup does
                 first[external_id] = entity_id
                 found[external_id] = Existing(*rest)

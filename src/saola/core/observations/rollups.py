@@ -1,0 +1,256 @@
+"""Folding queued rollup deltas into the hourly, daily and latest-value tables (PostgreSQL).
+
+On PostgreSQL an ingest transaction writes its readings and, in the same transaction, one small delta row per
+(indicator, subject, UTC hour) into observation_rollup_queue. Folding those deltas into the rollup and latest
+tables is a separate, short transaction that takes everything queued at once, so under load one fold serves many
+batches: three upserts per series per fold instead of three per series per batch, which was most of the cost
+of ingest. Every delta is commutative (counts and sums add, min and max, newest by time), so folds may run in
+any order and a crash between the two transactions loses nothing: the queue is durable and the next fold takes
+it.
+
+When do reads see a batch? A background thread of the ingesting process folds `interval` seconds after a
+commit (SAOLA_ROLLUP_FOLD_MS, default 500 ms; at least the last fold's duration, so a busy database folds less
+often rather than ingesting slower), and any ORM read of the rollup or latest tables through a session of
+the same process folds what its process queued first, so code in the ingesting process reads its own writes.
+Other processes (several workers) see a batch about one interval plus one fold later.
+
+How much folding saves depends on how many readings each series gets per interval: a network sending every
+minute gains nothing from an interval shorter than a minute beyond the batching itself, while a batch holding
+several minutes of each series (a gateway catching up, a bulk import) is folded once. SQLite keeps
+folding inside the ingest transaction (one writer, no queue).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import time
+import weakref
+from typing import Any
+
+from sqlalchemy import Engine, event
+from sqlalchemy.orm import ORMExecuteState, Session
+from sqlalchemy.sql.util import find_tables
+
+log = logging.getLogger(__name__)
+
+QUEUE_TABLE = "observation_rollup_queue"
+DEFAULT_INTERVAL = 0.5
+INTERVAL_OPTION = "saola_rollup_fold_seconds"  # engine execution option set by saola.db.engine.make_engine
+_LOCK_KEY = 0x5A01A_0B5  # pg advisory lock: one fold at a time per database
+_READ_TABLES = frozenset({"observation_rollups_hourly", "observation_rollups_daily", "observation_latest"})
+
+QUEUE_COPY = (f"COPY {QUEUE_TABLE} (indicator_id, subject_id, bucket, n, total, lo, hi, last_ts, last_value, "
+              "top_ts, top_value, top_quality, top_source) FROM STDIN (FORMAT BINARY)")
+QUEUE_TYPES = ["int4", "int4", "timestamptz", "int4", "float8", "float8", "float8", "timestamptz", "float8",
+               "timestamptz", "float8", "int2", "int4"]
+
+_UPSERT_SET = """
+      count = r.count + excluded.count, sum = r.sum + excluded.sum,
+      min = LEAST(r.min, excluded.min), max = GREATEST(r.max, excluded.max),
+      last_value = CASE WHEN excluded.last_ts >= r.last_ts THEN excluded.last_value ELSE r.last_value END,
+      last_ts = GREATEST(r.last_ts, excluded.last_ts)"""
+# One statement: take every queued delta, sum them per hour, per local day (fixed UTC+7, as SQLite cuts days)
+# and keep the newest reading per series. Keys are upserted in sorted order so that folds never deadlock.
+FOLD_SQL = f"""
+WITH q AS (DELETE FROM {QUEUE_TABLE} RETURNING *),
+  hourly AS (
+    SELECT indicator_id, subject_id, bucket, sum(n) AS n, sum(total) AS total, min(lo) AS lo, max(hi) AS hi,
+           max(last_ts) AS last_ts, (array_agg(last_value ORDER BY last_ts DESC))[1] AS last_value
+    FROM q WHERE n > 0 GROUP BY 1, 2, 3
+  ),
+  h AS (
+    INSERT INTO observation_rollups_hourly AS r (indicator_id, subject_id, bucket, count, sum, min, max, last_ts,
+                                                 last_value)
+    SELECT * FROM hourly ORDER BY 1, 2, 3
+    ON CONFLICT (indicator_id, subject_id, bucket) DO UPDATE SET {_UPSERT_SET}
+  ),
+  d AS (
+    INSERT INTO observation_rollups_daily AS r (indicator_id, subject_id, bucket, count, sum, min, max, last_ts,
+                                                last_value)
+    SELECT indicator_id, subject_id,
+           (date_trunc('day', (bucket AT TIME ZONE 'UTC') + interval '7 hours') - interval '7 hours')
+             AT TIME ZONE 'UTC',
+           sum(n), sum(total), min(lo), max(hi), max(last_ts), (array_agg(last_value ORDER BY last_ts DESC))[1]
+    FROM hourly GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+    ON CONFLICT (indicator_id, subject_id, bucket) DO UPDATE SET {_UPSERT_SET}
+  ),
+  l AS (
+    INSERT INTO observation_latest AS o (indicator_id, subject_id, ts, value, quality, source_id)
+    SELECT DISTINCT ON (indicator_id, subject_id) indicator_id, subject_id, top_ts, top_value, top_quality,
+           top_source
+    FROM q ORDER BY indicator_id, subject_id, top_ts DESC
+    ON CONFLICT (indicator_id, subject_id) DO UPDATE SET ts = excluded.ts, value = excluded.value,
+      quality = excluded.quality, source_id = excluded.source_id
+    WHERE excluded.ts >= o.ts
+  )
+SELECT count(*) FROM q
+"""
+
+
+def fold(engine: Engine, *, wait: bool = True) -> int | None:
+    """Fold every queued delta into the rollup and latest tables; the deltas folded, None if another fold ran.
+
+    wait=False returns None at once when another fold holds the lock (that fold, or the next, takes ours).
+    """
+    with engine.begin() as conn:
+        raw = conn.connection.driver_connection
+        with raw.cursor() as cur:  # type: ignore[union-attr]
+            if wait:
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+            else:
+                cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (_LOCK_KEY,))
+                if not cur.fetchone()[0]:  # type: ignore[index]
+                    return None
+            cur.execute(FOLD_SQL)
+            return int(cur.fetchone()[0])  # type: ignore[index]
+
+
+class _Folder:
+    """Per engine: counts commits that queued deltas, and folds them shortly after in a background thread."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = weakref.ref(engine)
+        self.interval = float(engine.get_execution_options().get(INTERVAL_OPTION, DEFAULT_INTERVAL))
+        self._lock = threading.Lock()
+        self._fold_lock = threading.Lock()
+        self.committed = 0  # commits that queued deltas
+        self.folded = 0  # every commit up to this number is folded
+        self._kicked = False
+        self._thread: threading.Thread | None = None
+        self.last_duration = 0.0  # seconds the last background fold took
+
+    @property
+    def pending(self) -> bool:
+        """True while some committed deltas of this process may not be folded yet."""
+        return self.folded < self.committed
+
+    def kick(self) -> None:
+        """A transaction that queued deltas committed: fold soon."""
+        with self._lock:
+            self.committed += 1
+            self._kicked = True
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="saola-rollup-fold", daemon=True)
+                self._thread.start()
+
+    def settle(self, *, wait: bool = True) -> bool:
+        """Fold now; True when everything this process committed before the call is folded."""
+        engine = self._engine()
+        if engine is None:
+            return True
+        with self._fold_lock:  # one fold per process at a time; another thread's fold may already cover ours
+            target = self.committed
+            if self.folded >= target:
+                return True
+            if fold(engine, wait=wait) is None:
+                return False
+            self.folded = max(self.folded, target)
+            return True
+
+    def _run(self) -> None:
+        while True:
+            # A fold that took long means a busy database: wait at least as long before the next one, so folding
+            # never takes more than half the time and the lag, not the ingest rate, absorbs a peak.
+            time.sleep(max(self.interval, self.last_duration))
+            with self._lock:
+                if not self._kicked:
+                    self._thread = None
+                    return
+                self._kicked = False
+            started = time.perf_counter()
+            try:
+                done = self.settle(wait=False)
+                self.last_duration = time.perf_counter() - started
+            except Exception as exc:  # the database went away (shutdown, a dropped test database): a later fold retries
+                log.warning("folding rollups failed (the queue stays for the next fold): %s", _first_line(exc))
+                with self._lock:
+                    self._thread = None
+                return
+            if not done:  # another process was folding: look again next interval
+                with self._lock:
+                    self._kicked = True
+
+
+_FOLDERS: weakref.WeakKeyDictionary[Engine, _Folder] = weakref.WeakKeyDictionary()
+_FOLDERS_LOCK = threading.Lock()
+
+
+def folder(engine: Engine) -> _Folder:
+    """The folder of an engine (made on first use)."""
+    found = _FOLDERS.get(engine)
+    if found is None:
+        with _FOLDERS_LOCK:
+            found = _FOLDERS.get(engine) or _FOLDERS.setdefault(engine, _Folder(engine))
+    return found
+
+
+def settle(engine: Engine) -> None:
+    """Make every delta queued so far, by any process, visible in the rollup and latest tables."""
+    if engine.dialect.name != "postgresql":
+        return
+    f = folder(engine)
+    with f._fold_lock:
+        target = f.committed
+        fold(engine, wait=True)
+        f.folded = max(f.folded, target)
+
+
+def mark_queued(session: Session) -> None:
+    """Called by ingest after it queued deltas in the session's transaction: fold them once it commits."""
+    bind = session.get_bind()
+    session.info["saola_rollups_queued"] = getattr(bind, "engine", bind)
+
+
+@event.listens_for(Session, "after_commit")
+def _fold_after_commit(session: Session) -> None:
+    engine = session.info.pop("saola_rollups_queued", None)
+    if engine is not None:
+        folder(engine).kick()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_after_rollback(session: Session) -> None:
+    session.info.pop("saola_rollups_queued", None)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _settle_before_read(state: ORMExecuteState) -> None:
+    # Reads of rollups or latest values through this process see what this process ingested: fold first when
+    # something it committed is still queued. Costs one dictionary look-up per read otherwise.
+    if not _FOLDERS or not state.is_select:
+        return
+    bind = state.session.get_bind()
+    found = _FOLDERS.get(getattr(bind, "engine", bind))  # type: ignore[arg-type]
+    if found is None or not found.pending:
+        return
+    if any(getattr(t, "name", None) in _READ_TABLES for t in find_tables(state.statement, include_joins=True,
+                                                                          include_aliases=True)):
+        found.settle()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@atexit.register
+def _fold_at_exit() -> None:
+    for f in list(_FOLDERS.values()):
+        if f.pending:
+            try:
+                f.settle()
+            except Exception as exc:  # the queue stays; the next fold of any process takes it
+                log.warning("folding rollups at exit failed (the queue stays for the next fold): %s",
+                            _first_line(exc))
+
+
+def queue_depth(connection: Any) -> int:
+    """Deltas waiting to be folded (a psycopg or DB-API connection to PostgreSQL)."""
+    cur = connection.cursor()
+    try:
+        cur.execute(f"SELECT count(*) FROM {QUEUE_TABLE}")
+        return int(cur.fetchone()[0])
+    finally:
+        cur.close()
