@@ -139,12 +139,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
 
-    @app.get("/", include_in_schema=False)
-    def root() -> RedirectResponse:
-        # The web UI arrives with its own pack; until then the API documentation is the front door.
-        return RedirectResponse("/docs")
-
     for routers in pm.hook.saola_routers(settings=settings):
         for router in routers or []:
             app.include_router(router)
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        # Routes match in order: the web UI's own "/" (mounted above) wins; without it the API docs are the door.
+        return RedirectResponse("/docs")
+
     return app

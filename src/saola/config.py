@@ -58,6 +58,31 @@ class Settings(BaseSettings):
                                  "unset: no MQTT door.")
     mqtt_client_id: str = Field(default="", max_length=120,
                                 description="MQTT client id (and persistent session); default saola-<node_id>.")
+    rollup_fold_ms: int = Field(default=500, ge=1, le=60_000, description=(
+        "PostgreSQL: how long after an ingest commits its rollup deltas are folded into the hourly, daily and "
+        "latest tables (reads in the same process fold at once)."))
+    citizen_reports_default_unit: str = Field(default="68", max_length=16,
+                                              description="Unit of citizen reports that name no commune.")
+    citizen_reports_per_ip_per_hour: int = Field(default=10, ge=1,
+                                                 description="Citizen reports one IP address may send per hour.")
+    citizen_reports_per_contact_per_day: int = Field(default=5, ge=1,
+                                                     description="Citizen reports one phone or e-mail may send a day.")
+    citizen_reports_max_photo_bytes: int = Field(default=4 * 1024 * 1024, ge=1024,
+                                                 description="Largest photo of a citizen report.")
+    citizen_reports_duplicate_radius_m: float = Field(default=50.0, ge=0, le=5000,
+                                                      description="Same category this close is the same problem.")
+    citizen_reports_duplicate_minutes: int = Field(default=180, ge=0,
+                                                   description="How long an open report absorbs duplicates.")
+    citizen_reports_require_captcha: bool = Field(default=False,
+                                                  description="Refuse public reports no captcha verifier accepted.")
+    citizen_reports_public_decimals: int = Field(default=3, ge=2, le=6,
+                                                 description="Decimals of coordinates shown to the public.")
+    web_tile_url: str = Field(default="", max_length=500, description=(
+        "Map tile URL template ({z}/{x}/{y}) the web UI draws under its layers; empty: a plain background."))
+    web_tile_attribution: str = Field(default="", max_length=300, description="Attribution shown with the tiles.")
+    web_map_center: tuple[float, float] = Field(default=(11.94, 108.45), description=(
+        "Latitude and longitude the maps open on before their layers load (default: Đà Lạt)."))
+    web_map_zoom: int = Field(default=11, ge=1, le=19, description="Zoom the maps open at.")
 
     @model_validator(mode="after")
     def _default_database(self) -> Settings:

@@ -111,3 +111,8 @@ def saola_feature_collections() -> list[FeatureCollectionProvider]:
 @hookspec
 def saola_case_types() -> list[CaseTypeDefinition]:
     """Declare case types (incident, citizen report ...) with their status flow, SLA policy and labels."""
+
+
+@hookspec
+def saola_verify_captcha(token: str, remote_ip: str, purpose: str) -> bool | None:
+    """Check a captcha token sent with an anonymous public submission: True accepts, False refuses, None abstains."""
