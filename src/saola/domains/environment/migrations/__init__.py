@@ -1,0 +1,1 @@
+"""Alembic branch 'environment': the environment pack's tables."""
