@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter
@@ -31,6 +32,8 @@ from saola.core.stream.api import router as stream_router
 from saola.core.units.api import router as units_router
 from saola.packs import hookimpl
 from saola.packs.definitions import CaseTypeDefinition, PackInfo, ScheduledJob
+
+log = logging.getLogger(__name__)
 
 
 @hookimpl
@@ -72,10 +75,15 @@ def saola_scheduled_jobs(settings: Settings) -> list[ScheduledJob]:
 
 @hookimpl
 def saola_startup(app: Any) -> None:
-    """Start the rules engine on the application's database (it follows the bus from now on)."""
+    """Fold rollup deltas a stopped process left queued, then start the rules engine on the application's database."""
     from saola.bus import configure_bus
+    from saola.core.observations.rollups import settle
     from saola.core.rules.engine import start_for_server
 
+    try:
+        settle(app.state.engine)  # a crash between an ingest and its fold leaves deltas only a fold makes visible
+    except Exception:  # the server still starts; the next ingest's fold takes the queue
+        log.exception("folding queued rollup deltas at start-up failed")
     configure_bus(app.state.settings)  # before anything subscribes: SAOLA_BUS_URL may ask for Redis
     start_for_server(app.state.session_factory, app.state.settings)
 

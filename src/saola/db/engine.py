@@ -83,7 +83,13 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 @contextmanager
-def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """A session in one transaction: committed on success, rolled back on any error."""
+def transaction(factory: sessionmaker[Session], *, write: bool = True) -> Iterator[Session]:
+    """A session in one transaction: committed on success, rolled back on any error.
+
+    On SQLite a writing transaction takes the write lock at BEGIN: one that read first and then wrote would fail at
+    once ("database is locked", the busy timeout cannot help) whenever another thread committed in between.
+    """
     with factory() as session, session.begin():
+        if write:
+            session.connection(execution_options={"sqlite_immediate": True})
         yield session
