@@ -67,11 +67,16 @@ def upgrade_database(settings: Settings) -> None:
 
 def install_rules(settings: Settings, engine: Engine) -> int:
     """Install the rules packs propose; run again once the unit tree is there (rules are scoped to units)."""
+    from sqlalchemy import select
+
     from saola.core.rules.service import install_default_rules
+    from saola.core.units.models import Unit
     from saola.packs.manager import get_plugin_manager, get_registry
 
     disabled = tuple(settings.disabled_packs)
     with transaction(make_session_factory(engine)) as session:
+        if session.scalar(select(Unit.code).limit(1)) is None:
+            return 0  # `saola units load` installs them once there are units to scope them to
         return install_default_rules(session, actor=system_actor("upgrade"), registry=get_registry(disabled),
                                      plugin_manager=get_plugin_manager(disabled))
 

@@ -38,6 +38,11 @@ from saola.domains.citizen_reports.schemas import (
 router = APIRouter(prefix="/api/citizen-reports", tags=["citizen reports"])
 public_router = APIRouter(prefix="/api/public/citizen-reports", tags=["citizen reports (public)"])
 
+PHOTO: dict[int | str, dict[str, Any]] = {200: {"content": {
+    "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+    "image/png": {"schema": {"type": "string", "format": "binary"}},
+}}}
+
 T = TypeVar("T")
 TRUE = {"true", "1", "on", "yes"}
 FALSE = {"false", "0", "off", "no", ""}
@@ -234,7 +239,8 @@ def _file(attachment: Any, path: Any) -> FileResponse:
                                                                    "Cache-Control": "public, max-age=86400"})
 
 
-@public_router.get("/photos/{attachment_id}", response_class=FileResponse, summary="Ảnh kết quả / a result photo")
+@public_router.get("/photos/{attachment_id}", response_class=FileResponse, responses=PHOTO,
+                   summary="Ảnh kết quả / a result photo")
 def result_photo(attachment_id: uuid.UUID, session: SessionDep, settings: SettingsDep) -> FileResponse:
     """A photo of a published result."""
     return _file(*service.public_photo(session, settings=settings, attachment_id=attachment_id))
@@ -246,7 +252,7 @@ def follow(tracking_code: str, session: SessionDep, settings: SettingsDep) -> di
     return service.public_view(session, settings=settings, tracking_code=tracking_code)
 
 
-@public_router.get("/{tracking_code}/photos/{attachment_id}", response_class=FileResponse,
+@public_router.get("/{tracking_code}/photos/{attachment_id}", response_class=FileResponse, responses=PHOTO,
                    summary="Ảnh của phản ánh / a photo of the report")
 def report_photo(tracking_code: str, attachment_id: uuid.UUID, session: SessionDep,
                  settings: SettingsDep) -> FileResponse:

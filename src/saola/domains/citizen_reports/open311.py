@@ -36,6 +36,12 @@ from saola.domains.citizen_reports.models import ReportCategory, ReportDetail, R
 
 router = APIRouter(prefix="/open311/v2", tags=["Open311 GeoReport v2"])
 
+# Each path answers JSON or XML by its extension ({fmt}); OpenAPI describes both bodies.
+BODIES: dict[int | str, dict[str, Any]] = {200: {"content": {
+    "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+    "text/xml": {"schema": {"type": "string", "format": "xml"}},
+}}}
+
 FORMATS = {"json": "application/json; charset=utf-8", "xml": "text/xml; charset=utf-8"}
 MAX_RANGE = timedelta(days=90)
 MAX_IDS = 100
@@ -154,14 +160,14 @@ def _service(category: ReportCategory) -> dict[str, Any]:
             "keywords": category.name_en.lower(), "group": "Phản ánh hiện trường"}
 
 
-@router.get("/services.{fmt}", summary="Service list (the report categories)")
+@router.get("/services.{fmt}", responses=BODIES, summary="Service list (the report categories)")
 def services(fmt: str, session: SessionDep) -> Response:
     """Every active category as a service."""
     return answer(fmt, lambda: render(fmt, "services", "service",
                                       [_service(c) for c in service.list_categories(session)]))
 
 
-@router.get("/services/{service_code}.{fmt}", summary="Service definition")
+@router.get("/services/{service_code}.{fmt}", responses=BODIES, summary="Service definition")
 def service_definition(service_code: str, fmt: str, session: SessionDep) -> Response:
     """The optional attributes a request of this service may carry: the commune and consent to share contact."""
 
@@ -240,7 +246,7 @@ def _split(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
-@router.get("/requests.{fmt}", summary="Service requests (GET with the standard filters)")
+@router.get("/requests.{fmt}", responses=BODIES, summary="Service requests (GET with the standard filters)")
 def list_requests(fmt: str, request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     """service_request_id (comma list, overrides the rest), service_code, start_date, end_date, status."""
 
@@ -291,7 +297,7 @@ def list_requests(fmt: str, request: Request, session: SessionDep, settings: Set
     return answer(fmt, produce)
 
 
-@router.get("/requests/{service_request_id}.{fmt}", summary="One service request")
+@router.get("/requests/{service_request_id}.{fmt}", responses=BODIES, summary="One service request")
 def get_request(service_request_id: str, fmt: str, session: SessionDep, settings: SettingsDep) -> Response:
     """A one-element list, as the specification says."""
 
@@ -316,7 +322,8 @@ def _coordinate(value: str | None, name: str) -> float | None:
     return number
 
 
-@router.post("/requests.{fmt}", summary="Create a service request (form-encoded, with api_key)", status_code=201)
+@router.post("/requests.{fmt}", responses=BODIES, summary="Create a service request (form-encoded, with api_key)",
+             status_code=201)
 async def create_request(fmt: str, request: Request) -> Response:
     """Open a citizen report from an Open311 client; answered at once with its service_request_id."""
     if fmt not in FORMATS:
