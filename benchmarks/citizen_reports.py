@@ -87,7 +87,6 @@ def _each(factory: Any, fn: Callable[[Any, int], Any], n: int) -> list[float]:
     for i in range(n):
         t0 = time.perf_counter()
         with transaction(factory) as session:
-            session.connection(execution_options={"sqlite_immediate": True})
             fn(session, i)
         out.append(time.perf_counter() - t0)
     return out
@@ -123,7 +122,6 @@ def run_backend(backend: str, *, existing: int, submissions: int, reads: int, wo
     t0 = time.perf_counter()
     for start in range(0, existing, 200):
         with transaction(factory) as session:
-            session.connection(execution_options={"sqlite_immediate": True})
             for _ in range(min(200, existing - start)):
                 service.submit(session, settings=settings, data=_submission(rng), channel="api",
                                remote_ip=f"10.0.{rng.randint(0, 255)}.{rng.randint(0, 255)}")

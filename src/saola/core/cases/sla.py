@@ -120,9 +120,6 @@ def run_sla_checks(session: Session, *, now: datetime | None = None) -> dict[str
 def sla_job(context: Any) -> None:
     """The scheduled job: one SLA pass in its own transaction."""
     with transaction(context.session_factory) as session:
-        # On SQLite take the write lock up front: a read transaction that later writes would fail if a request
-        # committed in between.
-        session.connection(execution_options={"sqlite_immediate": True})
         run_sla_checks(session, now=utcnow())
 
 

@@ -17,6 +17,7 @@ from starlette.datastructures import FormData, UploadFile
 
 from saola.core.cases.flows import flow_for
 from saola.core.errors import DomainError, FieldError, ValidationFailed
+from saola.db.engine import transaction
 from saola.deps import ActorDep, SessionDep, SettingsDep
 from saola.domains.citizen_reports import service
 from saola.domains.citizen_reports.schemas import (
@@ -68,8 +69,7 @@ def rate_limited(exc: service.TooManyReports) -> JSONResponse:
 
 def in_transaction(request: Request, work: Callable[[Session], T]) -> T:
     """Run `work` in one write transaction of the app's database (SQLite: take the write lock first)."""
-    with request.app.state.session_factory() as session, session.begin():
-        session.connection(execution_options={"sqlite_immediate": True})
+    with transaction(request.app.state.session_factory) as session:
         return work(session)
 
 

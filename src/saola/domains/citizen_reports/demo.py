@@ -168,7 +168,6 @@ def _writing(context: PackContext) -> Iterator[Session]:
     """A write transaction that takes SQLite's write lock up front: a deferred one that reads first fails outright
     when another writer (a live engine's thread) commits in between."""
     with transaction(context.session_factory) as session:
-        session.connection(execution_options={"sqlite_immediate": True})
         yield session
 
 

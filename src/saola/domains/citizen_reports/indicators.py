@@ -34,8 +34,6 @@ def refresh(session_factory: sessionmaker[Session], *, now: datetime | None = No
     """Write the current open count and on-time rate of every province with reports; returns readings written."""
     now = (now or utcnow()).replace(second=0, microsecond=0)
     with transaction(session_factory) as session:
-        # Take SQLite's write lock before reading: a request committing in between would fail the late write.
-        session.connection(execution_options={"sqlite_immediate": True})
         items: list[dict[str, Any]] = []
         for unit, values in service.counts_by_unit(session).items():
             items.append({"indicator": OPEN_REPORTS.code, "unit": unit, "ts": now, "value": values["open"]})
