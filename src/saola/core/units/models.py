@@ -14,6 +14,9 @@ class Unit(TimestampMixin, Base):
     """An administrative unit with its official code; path is the chain of codes from the nation down."""
 
     __tablename__ = "units"
+    # Every subtree check is `path LIKE 'VN.68.%'`; PostgreSQL uses a btree for that only with text_pattern_ops
+    # (the unique index follows the database's collation).
+    __table_args__ = (Index("ix_units_path_pattern", "path", postgresql_ops={"path": "text_pattern_ops"}),)
 
     code: Mapped[str] = mapped_column(String(16), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
