@@ -42,7 +42,8 @@ from rich.table import Table
 from sqlalchemy import select
 
 from benchmarks.docs_section import replace_section
-from benchmarks.rules_ingest import LEVEL, PROVINCE, STREAM, T0, _percentile, _prepared
+from benchmarks.rules_ingest import LEVEL, PROVINCE, STREAM, T0, _prepared
+from benchmarks.scratch import percentile as _percentile
 from saola.config import Settings
 from saola.core.alerts.models import Alert
 from saola.core.auth.context import system_actor

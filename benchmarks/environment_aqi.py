@@ -28,19 +28,18 @@ import platform
 import random
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from rich.console import Console
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from benchmarks.docs_section import replace_section
+from benchmarks.scratch import percentile as _percentile
+from benchmarks.scratch import scratch_database as _database
 from saola.config import Settings
 from saola.core.auth.context import system_actor
 from saola.core.entities.schemas import EntityCreate
@@ -57,35 +56,12 @@ try:  # the kernel's deferred rollup folding (PostgreSQL); absent in older kerne
 except ImportError:  # pragma: no cover
     settle_rollups = None
 
-PG_ADMIN_URL = os.environ.get("SAOLA_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 START, END = "<!-- environment:start -->", "<!-- environment:end -->"
 POLLUTANTS = {"env.pm25": (25.0, 15.0), "env.pm10": (45.0, 25.0), "env.o3": (60.0, 40.0),
               "env.no2": (40.0, 25.0), "env.so2": (10.0, 5.0), "env.co": (700.0, 300.0)}
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
 console = Console()
-
-
-def _percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))] if ordered else float("nan")
-
-
-@contextmanager
-def _database(backend: str) -> Iterator[str]:
-    """A fresh, empty database URL for the backend; removed afterwards."""
-    if backend == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="saola-bench-env-") as folder:
-            yield f"sqlite:///{folder}/bench.db"
-        return
-    name = f"saola_bench_env_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1) + "/" + name
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _stations(factory: sessionmaker[Session], count: int) -> list[str]:

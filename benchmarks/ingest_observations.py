@@ -25,7 +25,6 @@ import re
 import sqlite3
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -38,6 +37,8 @@ from rich.table import Table
 from sqlalchemy import Engine, func, select, text
 
 from benchmarks.docs_section import replace_section
+from benchmarks.scratch import percentile as _percentile
+from benchmarks.scratch import scratch_database as _database
 from saola.config import Settings
 from saola.core.auth.context import Actor, system_actor
 from saola.core.entities.models import Entity
@@ -51,7 +52,6 @@ from saola.core.units.service import load_official_units
 from saola.db.engine import make_engine, make_session_factory, transaction
 from saola.db.migrate import upgrade
 
-PG_ADMIN_URL = os.environ.get("SAOLA_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 START, END = "<!-- ingest:start -->", "<!-- ingest:end -->"
 PROVINCE = "68"
@@ -65,32 +65,10 @@ INDICATORS = {  # code: (name, min, max, typical value, spread)
 }
 
 
-def _percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
-
-
 def _summary(rows: int, latencies: list[float]) -> dict[str, float]:
     total = sum(latencies)
     return {"rows_per_s": rows / total, "seconds": total, "p50_ms": _percentile(latencies, 0.5) * 1000,
             "p95_ms": _percentile(latencies, 0.95) * 1000}
-
-
-@contextmanager
-def _database(backend: str) -> Iterator[str]:
-    """A fresh, empty database URL for the backend; removed afterwards."""
-    if backend == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="saola-bench-") as folder:
-            yield f"sqlite:///{folder}/bench.db"
-        return
-    name = f"saola_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1) + "/" + name
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _prepare(engine: Engine) -> tuple[Actor, list[dict[str, Any]]]:

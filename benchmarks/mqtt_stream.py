@@ -51,7 +51,6 @@ from benchmarks.rest_ingest import (
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 START, END = "<!-- mqtt:start -->", "<!-- mqtt:end -->"
-PG_ADMIN_URL = os.environ.get("SAOLA_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 BROKER = os.environ.get("SAOLA_BENCH_MQTT", "mqtt://127.0.0.1:1883")
 SECRET = "benchmark-secret-key-0123456789abcdef-mqtt"
 PHASES = {"sustained": "bench.max", "latency": "bench.paced", "warmup": "bench.warm"}

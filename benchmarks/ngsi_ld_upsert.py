@@ -37,12 +37,13 @@ from typing import Any
 
 import httpx
 import orjson
-import psycopg
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
 
 from benchmarks.docs_section import replace_section
+from benchmarks.scratch import percentile as _percentile
+from benchmarks.scratch import scratch_database as _database
 from saola.config import Settings
 from saola.core.auth.context import system_actor
 from saola.core.auth.service import create_user, issue_token
@@ -56,7 +57,6 @@ from saola.db.migrate import upgrade
 from saola.packs.definitions import EntityTypeDefinition
 from saola.packs.manager import Registry
 
-PG_ADMIN_URL = os.environ.get("SAOLA_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 START, END = "<!-- ngsi:start -->", "<!-- ngsi:end -->"
 CORE = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld"
@@ -69,32 +69,10 @@ SECRET = "benchmark-secret-key-0123456789abcdef-ngsi"
 TARGET = 5_000
 
 
-def _percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
-
-
 def _summary(entities: int, latencies: list[float]) -> dict[str, float]:
     total = sum(latencies)
     return {"per_s": entities / total, "seconds": total, "p50_ms": _percentile(latencies, 0.5) * 1000,
             "p95_ms": _percentile(latencies, 0.95) * 1000}
-
-
-@contextmanager
-def _database(backend: str) -> Iterator[str]:
-    """A fresh, empty database URL for the backend; removed afterwards."""
-    if backend == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="saola-bench-ngsi-") as folder:
-            yield f"sqlite:///{folder}/bench.db"
-        return
-    name = f"saola_bench_ngsi_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1) + "/" + name
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _communes(settings: Settings) -> tuple[list[str], str]:

@@ -40,10 +40,10 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.docs_section import replace_section
+from benchmarks.scratch import scratch_database
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 START, END = "<!-- rest:start -->", "<!-- rest:end -->"
-PG_ADMIN_URL = os.environ.get("SAOLA_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 SECRET = "benchmark-secret-key-0123456789abcdef-rest"
 INDICATORS = ("bench.pm25", "bench.pm10", "bench.no2", "bench.temp")
 ANCHOR = "ThingsBoard on a 2-vCPU node: about 15,000 points/s at 95% CPU"
@@ -119,14 +119,8 @@ def percentile(values: Sequence[float], q: float) -> float:
 @contextmanager
 def fresh_database() -> Iterator[str]:
     """A new, empty PostgreSQL database (SQLAlchemy URL), dropped afterwards."""
-    name = f"saola_bench_rest_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1) + "/" + name
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database("postgresql", "saola_bench_rest") as url:
+        yield url
 
 
 def prepare(url: str, subjects: int) -> tuple[str, list[str], int]:

@@ -26,20 +26,19 @@ import random
 import statistics
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from benchmarks.docs_section import replace_section
+from benchmarks.scratch import scratch_database as _database
 from saola.config import Settings
 from saola.core.alerts.models import Alert
 from saola.core.auth.context import system_actor
@@ -55,7 +54,6 @@ from saola.core.units.service import load_official_units
 from saola.db.engine import make_engine, make_session_factory, transaction
 from saola.db.migrate import upgrade
 
-PG_ADMIN_URL = os.environ.get("SAOLA_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 START, END = "<!-- rules:start -->", "<!-- rules:end -->"
 PROVINCE = "68"
@@ -70,28 +68,6 @@ LEVEL = "bench.level"  # the latency stream's crossing indicator
 OTHERS = 96  # indicators that rules watch but this stream never carries
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
 console = Console()
-
-
-def _percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))] if ordered else float("nan")
-
-
-@contextmanager
-def _database(backend: str) -> Iterator[str]:
-    """A fresh, empty database URL for the backend; removed afterwards."""
-    if backend == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="saola-bench-rules-") as folder:
-            yield f"sqlite:///{folder}/bench.db"
-        return
-    name = f"saola_bench_rules_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1) + "/" + name
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @contextmanager
