@@ -48,7 +48,7 @@ from saola.core.observations.service import ingest
 from saola.core.units.models import Unit
 from saola.core.units.service import load_official_units
 from saola.db.engine import make_engine, make_session_factory, transaction
-from saola.domains.environment.engine import AqiEngine, writing
+from saola.domains.environment.engine import AqiEngine
 from saola.packs.manager import get_registry
 
 try:  # the kernel's deferred rollup folding (PostgreSQL); absent in older kernels
@@ -94,7 +94,7 @@ def _run(factory: sessionmaker[Session], batches: list[list[dict[str, Any]]], aq
     times = []
     for batch in batches:
         started = time.perf_counter()
-        with writing(factory) as session:
+        with transaction(factory) as session:
             ingest(session, actor=actor, items=batch)
         times.append(time.perf_counter() - started)  # the commit hands the batch to the engine's thread
         if aqi_engine is not None and backlog is not None:

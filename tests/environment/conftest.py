@@ -16,7 +16,8 @@ from saola.core.auth.context import system_actor
 from saola.core.entities.schemas import EntityCreate
 from saola.core.entities.service import upsert_entities
 from saola.core.observations.service import ingest
-from saola.domains.environment.engine import AqiEngine, start_engine, wait_idle, writing
+from saola.db.engine import transaction
+from saola.domains.environment.engine import AqiEngine, start_engine, wait_idle
 from saola.domains.environment.params import ENTITY_TYPE
 from saola.packs.manager import get_registry
 from tests.conftest import unique
@@ -36,7 +37,7 @@ def default_rules(session_factory: sessionmaker[Session]) -> None:
     from saola.core.rules.service import install_default_rules
     from saola.packs.manager import get_plugin_manager
 
-    with writing(session_factory) as session:
+    with transaction(session_factory) as session:
         install_default_rules(session, actor=system_actor("test"), registry=get_registry(),
                               plugin_manager=get_plugin_manager())
     # Make sure the running rules engine has them before readings arrive (it reloads on `rules.*` messages, but
@@ -58,7 +59,7 @@ def make_station(session_factory: sessionmaker[Session]) -> Callable[..., str]:
                             geometry={"type": "Point", "coordinates": [lon, lat]})  # type: ignore[arg-type]
         # Write-first (SQLite's lock at BEGIN): a deferred transaction that reads first is refused outright, not
         # made to wait, when a background writer (the AQI or rules engine) commits in between.
-        with writing(session_factory) as session:
+        with transaction(session_factory) as session:
             result = upsert_entities(session, actor=system_actor("test"), registry=get_registry(), items=[item])
         return str(result.ids[0])
 
@@ -71,7 +72,7 @@ def send(session_factory: sessionmaker[Session]) -> Callable[..., Any]:
 
     def _send(rows: Sequence[tuple[str, str, datetime, float]]) -> Any:
         items = [{"indicator": i, "entity": e, "ts": t, "value": float(v)} for i, e, t, v in rows]
-        with writing(session_factory) as session:
+        with transaction(session_factory) as session:
             result = ingest(session, actor=system_actor("test"), items=items)
         assert wait_idle()  # the AQI engine evaluates on its own thread: let it catch up with this batch
         return result

@@ -15,8 +15,8 @@ from saola.config import Settings
 from saola.core.auth.context import system_actor
 from saola.core.entities.models import Entity
 from saola.core.sources.service import create_source
+from saola.db.engine import transaction
 from saola.domains.environment import demo, pack
-from saola.domains.environment.engine import writing
 from saola.domains.environment.models import StationState
 from saola.domains.environment.standards import load_standards, water_class
 from saola.packs.context import PackContext
@@ -27,7 +27,7 @@ from tests.conftest import unique
 def test_demo_seed_tells_the_story(settings: Settings, session_factory: sessionmaker[Session],
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(demo, "HISTORY_DAYS", 2)  # the story needs hours, not the full 30 days, in a test
-    with writing(session_factory) as session:  # write-first: see conftest.make_station
+    with transaction(session_factory) as session:  # write-first: see conftest.make_station
         source, _ = create_source(session, actor=system_actor("test"), name=unique("demo-env"), scope="68")
         source_id = source.id
     context = PackContext(settings=settings, session_factory=session_factory, now=datetime.now(UTC),

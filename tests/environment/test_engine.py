@@ -18,8 +18,9 @@ from saola.core.indicators.models import Indicator
 from saola.core.observations.models import LatestObservation, Observation, Subject
 from saola.core.observations.service import ingest
 from saola.core.rules.models import Rule
+from saola.db.engine import transaction
 from saola.domains.environment import aqi
-from saola.domains.environment.engine import AqiEngine, wait_idle, writing
+from saola.domains.environment.engine import AqiEngine, wait_idle
 from saola.domains.environment.models import QualityFlag, StationState
 
 
@@ -93,7 +94,7 @@ def test_batches_sent_faster_than_evaluated_give_the_same_hourly_series(
     sid = make_station()
     for i, value in enumerate(PM):
         hour = base_hour + timedelta(hours=i)
-        with writing(session_factory) as session:
+        with transaction(session_factory) as session:
             ingest(session, actor=system_actor("test"), items=[
                 {"indicator": "env.pm25", "entity": sid, "ts": hour + timedelta(minutes=m), "value": value + d}
                 for m, d in ((10, -2.0), (40, 2.0))])

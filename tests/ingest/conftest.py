@@ -24,6 +24,7 @@ from saola.core.indicators.schemas import IndicatorCreate
 from saola.core.indicators.service import create_indicator
 from saola.core.observations.models import Observation
 from saola.core.sources.service import create_source
+from saola.db.engine import transaction
 from tests.conftest import unique
 
 WARD = "24781"  # Phường Xuân Hương - Đà Lạt (68)
@@ -32,19 +33,11 @@ OTHER = "26506"  # Phường Vũng Tàu (79)
 T0 = datetime(2026, 9, 1, tzinfo=UTC)
 
 
-@contextlib.contextmanager
-def writing(session_factory: sessionmaker[Session]) -> Iterator[Session]:
-    """A write transaction that takes SQLite's write lock at BEGIN: it waits for a busy door instead of failing."""
-    with session_factory() as session, session.begin():
-        session.connection(execution_options={"sqlite_immediate": True})
-        yield session
-
-
 def make_indicator(session_factory: sessionmaker[Session], **fields: Any) -> str:
     """A fresh indicator only the calling test writes to."""
     code = f"test.{unique('i')}"
     data = IndicatorCreate(code=code, name_vi="Chỉ số thử", name_en="Test indicator", domain="test", **fields)
-    with writing(session_factory) as session:
+    with transaction(session_factory) as session:
         create_indicator(session, actor=system_actor("test"), data=data)
     return code
 
@@ -67,7 +60,7 @@ def new_source(session_factory: sessionmaker[Session], scope: str = "68",
                allowed_writes: list[str] | None = None) -> SourceInfo:
     """Register a source system."""
     name = unique("src")
-    with writing(session_factory) as session:
+    with transaction(session_factory) as session:
         source, key = create_source(session, actor=system_actor("test"), name=name, scope=scope,
                                     allowed_writes=allowed_writes)
         return SourceInfo(name, source.id, key)
@@ -109,7 +102,7 @@ def user_headers(session_factory, settings) -> Callable[[str, str], dict[str, st
 
     def _get(role: str, scope: str) -> dict[str, str]:
         if (role, scope) not in made:
-            with writing(session_factory) as session:
+            with transaction(session_factory) as session:
                 user = create_user(session, actor=system_actor("test"), username=unique("u"),
                                    password="password-" + unique(), role=role, scope=scope)
                 token, _ttl = issue_token(settings, user)

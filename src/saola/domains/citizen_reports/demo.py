@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -143,7 +141,7 @@ def seed(context: PackContext) -> int:
     written = 0
     label = "Phản ánh hiện trường / citizen reports"
     for day in range(DAYS, -1, -1):
-        with _writing(context) as session:
+        with transaction(context.session_factory) as session:
             for _ in range(rng.randint(*PER_DAY)):
                 received = now - timedelta(days=day, minutes=rng.randint(0, 16 * 60))
                 if received >= now:
@@ -158,24 +156,16 @@ def seed(context: PackContext) -> int:
                 if not result.linked:
                     _advance(session, rng, result.case, received, now, context.settings)
         context.progress(label, (DAYS - day + 1) / (DAYS + 1))
-    with _writing(context) as session:
+    with transaction(context.session_factory) as session:
         run_sla_checks(session, now=now)
     return written
-
-
-@contextmanager
-def _writing(context: PackContext) -> Iterator[Session]:
-    """A write transaction that takes SQLite's write lock up front: a deferred one that reads first fails outright
-    when another writer (a live engine's thread) commits in between."""
-    with transaction(context.session_factory) as session:
-        yield session
 
 
 def tick(context: PackContext) -> None:
     """Live: a new report now, and one waiting report moves a step."""
     rng = context.rng
     now = context.now
-    with _writing(context) as session:
+    with transaction(context.session_factory) as session:
         service.submit(session, settings=context.settings, data=_submission(rng), channel="demo", now=now)
         waiting = session.scalars(select(Case).where(Case.case_type == service.CASE_TYPE, Case.is_open,
                                                      Case.status.in_(("received", "forwarded", "in_progress")))

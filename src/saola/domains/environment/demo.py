@@ -23,7 +23,6 @@ from saola.core.entities.service import upsert_entities
 from saola.core.observations.service import ingest
 from saola.db.engine import transaction
 from saola.domains.environment import aqi
-from saola.domains.environment.engine import writing
 from saola.domains.environment.params import AQI_US_DAY, AQI_VN_DAY, ENTITY_TYPE
 from saola.packs.context import PackContext
 from saola.packs.definitions import Simulator
@@ -235,7 +234,7 @@ def seed(context: PackContext) -> float:
                     items.extend(_reading(st, entity, p, h, now) for p in params)
                 if not following and st.kind == "air":
                     items.extend(_daily_index(entity, [i for i in items if i["entity"] == entity]))
-            with writing(context.session_factory) as session:
+            with transaction(context.session_factory) as session:
                 ingest(session, actor=context.source_actor(session, SLUG), items=items)
             context.progress(label, 0.05 + 0.95 * (n + 1) / len(chunks))
     finally:
@@ -273,7 +272,7 @@ def simulator() -> Simulator:
         ts = float(int(context.now.timestamp() // 60) * 60)
         items = [_reading(st, ids[st.code], p, ts, center) for st in STATIONS if st.code != SILENT_CODE
                  for p in PARAMS_OF[st.kind]]
-        with writing(context.session_factory) as session:
+        with transaction(context.session_factory) as session:
             ingest(session, actor=context.source_actor(session, SLUG), items=items)
 
     return Simulator(name="environment.stations", interval_seconds=SIM_INTERVAL, tick=tick)

@@ -23,8 +23,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -38,6 +37,7 @@ from saola.core.entities.models import Entity
 from saola.core.indicators.models import Indicator
 from saola.core.observations import service as observations
 from saola.core.observations.models import HourlyRollup, LatestObservation, Subject
+from saola.db.engine import transaction
 from saola.db.upsert import upsert_rows
 from saola.domains.environment import aqi
 from saola.domains.environment.models import QualityFlag, StationState
@@ -188,15 +188,6 @@ def _pause() -> None:
 
 def _dt(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
-
-
-@contextmanager
-def writing(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """A transaction that takes SQLite's write lock when it begins: a deferred one that reads first would be
-    refused outright (not made to wait) if this engine's thread committed in between."""
-    with factory() as session, session.begin():
-        session.connection(execution_options={"sqlite_immediate": True})
-        yield session
 
 
 class AqiEngine:
@@ -717,7 +708,7 @@ class AqiEngine:
         flags = outcome.flags if outcome is not None else []
         flag_ends = outcome.flag_ends if outcome is not None else []
         asked = time.perf_counter()
-        with writing(self.session_factory) as session:
+        with transaction(self.session_factory) as session:
             self.stats["transactions"] += 1
             self.stats["lock_s"] += time.perf_counter() - asked  # waiting for SQLite's write lock, mostly
             if items:

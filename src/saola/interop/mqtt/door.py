@@ -21,8 +21,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -44,6 +43,7 @@ from saola.core.observations import service as observations
 from saola.core.observations.schemas import MAX_BATCH
 from saola.core.sources.models import Source
 from saola.core.sources.service import actor_for_source, source_by_key
+from saola.db.engine import transaction
 from saola.interop.mqtt.client import FastSubscriber
 from saola.packs.manager import Registry, get_registry
 
@@ -243,7 +243,7 @@ class MqttDoor:
         for group in groups.values():
             self._ingest_group(group, dead)
         if dead:
-            with self._writing() as session:
+            with transaction(self.session_factory) as session:
                 record_dead_letters(session, letters=dead)
             self.stats.dead_letters += len(dead)
 
@@ -344,13 +344,6 @@ class MqttDoor:
 
     # -- writing ---------------------------------------------------------------------------------------------
 
-    @contextmanager
-    def _writing(self) -> Iterator[Session]:
-        """A write transaction; on SQLite it takes the write lock at BEGIN, so it waits rather than fails."""
-        with self.session_factory() as session, session.begin():
-            session.connection(execution_options={"sqlite_immediate": True})
-            yield session
-
     def _write(self, session: Session, kind: str, actor: Actor, items: list[Any]) -> tuple[int, int]:
         if kind == "observations":
             result = observations.ingest(session, actor=actor, items=items)
@@ -376,7 +369,7 @@ class MqttDoor:
         kind = chunk[0].kind
         items = [item for accepted in chunk for item in accepted.items]
         try:
-            with self._writing() as session:
+            with transaction(self.session_factory) as session:
                 accepted_n, duplicates = self._write(session, kind, actor, items)
         except Exception as exc:
             if _transient(exc):
@@ -393,7 +386,7 @@ class MqttDoor:
 
     def _ingest_one(self, accepted: _Accepted, actor: Actor, dead: list[DeadLetterIn]) -> None:
         try:
-            with self._writing() as session:
+            with transaction(self.session_factory) as session:
                 accepted_n, duplicates = self._write(session, accepted.kind, actor, accepted.items)
         except DomainError as exc:
             errors = [_relative(e.as_dict()) for e in exc.errors]
