@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import io
 import random
-import socket
-import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
@@ -30,6 +26,7 @@ from saola.core.auth.service import actor_for_user, issue_token
 from saola.core.units.service import ensure_agency
 from saola.db.engine import transaction
 from tests.conftest import unique
+from tests.live import serve_in_thread
 
 PROVINCE = "68"
 WARD = "24781"  # Phường Xuân Hương - Đà Lạt
@@ -164,16 +161,5 @@ def live_url(app: Any) -> Iterator[str]:
 
     Without lifespan: its scheduled jobs would write to the database while other modules' tests run.
     """
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the test server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_thread(app, lifespan="off") as url:
+        yield url

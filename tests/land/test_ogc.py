@@ -2,36 +2,22 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 import shapely
-import uvicorn
 from owslib.ogcapi.features import Features
 
 from tests.land.conftest import COMMUNE, STEP, BaseData
+from tests.live import serve_in_thread
 
 
 @pytest.fixture(scope="module")
 def live_url(app) -> Iterator[str]:  # type: ignore[no-untyped-def]
     """The test application served by uvicorn on a free local port, in a background thread."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the test server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_thread(app, lifespan="on") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,7 +9,6 @@ import frost_sta_client as fsc
 import httpx
 import pytest
 import requests
-import uvicorn
 from sqlalchemy.orm import Session, sessionmaker
 
 from saola.config import Settings
@@ -21,6 +17,7 @@ from saola.core.auth.service import create_user, issue_token
 from saola.core.sources.service import create_source
 from saola.db.engine import transaction
 from tests.conftest import unique
+from tests.live import serve_in_thread
 
 WARD = "24781"  # Phường Xuân Hương - Đà Lạt (province 68)
 OTHER_PROVINCE_WARD = "26506"  # Phường Vũng Tàu (province 79)
@@ -64,19 +61,8 @@ def live_url(app: Any) -> Iterator[str]:
     Without lifespan: the server lives for the whole session, and its scheduled jobs would write to the database
     while other modules' tests run (SQLite then answers "database is locked").
     """
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the test server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_thread(app, lifespan="off") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

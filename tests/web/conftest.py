@@ -9,9 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -21,7 +18,6 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import select
 
 from saola.config import Settings
@@ -37,6 +33,7 @@ from saola.core.rules.service import create_rule
 from saola.db.engine import make_engine, make_session_factory, transaction
 from saola.db.types import utcnow
 from tests.conftest import ARTIFACTS, TEST_SECRET
+from tests.live import serve_in_thread
 
 CHROMIUM = "/usr/bin/chromium"
 PROVINCE = "68"
@@ -65,12 +62,6 @@ class LiveServer:
         """lon, lat of the middle of a seeded parcel (1..12, row by row from the south-west)."""
         col, row = (parcel_no - 1) % 4, (parcel_no - 1) // 4
         return PARCEL_LON + (col + 0.5) * STEP, PARCEL_LAT + (row + 0.5) * STEP
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _months_back(n: int) -> list[Any]:
@@ -190,20 +181,10 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
                         demo_mode=False, run_jobs=False)
     title = seed(settings, folder)
     app = create_app(settings)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, name="web-test-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.05)
-    live = LiveServer(url=f"http://127.0.0.1:{port}", settings=settings, alert_title=title)
-    seed_stations(live)
-    yield live
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_thread(app, lifespan="on") as url:
+        live = LiveServer(url=url, settings=settings, alert_title=title)
+        seed_stations(live)
+        yield live
 
 
 @pytest.fixture(scope="session")
