@@ -56,7 +56,9 @@ def settings(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     data_dir = tmp_path_factory.mktemp(f"saola-{backend}")
     pg_name = f"saola_test_{os.getpid()}"
     url = _pg_database(pg_name) if backend == "postgresql" else f"sqlite:///{data_dir / 'saola.db'}"
-    s = Settings(data_dir=data_dir, database_url=url, secret_key=TEST_SECRET, demo_mode=False)
+    # No scheduled jobs behind the tests' backs: the SLA pass would escalate one test's overdue cases while another
+    # counts rows to prove a refused request wrote nothing. Tests that need a job call it.
+    s = Settings(data_dir=data_dir, database_url=url, secret_key=TEST_SECRET, demo_mode=False, run_jobs=False)
     upgrade_database(s)
     engine = make_engine(s)
     with transaction(make_session_factory(engine)) as session:
