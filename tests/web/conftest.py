@@ -164,9 +164,10 @@ def seed_stations(live: LiveServer) -> None:
                 "geometry": {"type": "Point", "coordinates": [lon, lat]}, "attributes": {"code": f"KK{i + 1:02d}"}})
             r.raise_for_status()
             sid = r.json()["id"]
-            for m in range(0, 60, 10):
-                ts = (now - timedelta(minutes=60 - m)).isoformat()
-                rows += [{"indicator": "env.pm25", "entity": sid, "ts": ts, "value": pm25 + m / 10},
+            # Three hours up to this minute, so the current hour has a reading whatever the minute the tests run.
+            for m in range(0, 181, 10):
+                ts = (now - timedelta(minutes=180 - m)).isoformat()
+                rows += [{"indicator": "env.pm25", "entity": sid, "ts": ts, "value": pm25 + (m % 60) / 10},
                          {"indicator": "env.pm10", "entity": sid, "ts": ts, "value": pm25 * 1.6}]
         http.post("/api/observations", json={"items": rows}).raise_for_status()
 
