@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     rollup_fold_ms: int = Field(default=500, ge=1, le=60_000, description=(
         "PostgreSQL: how long after an ingest commits its rollup deltas are folded into the hourly, daily and "
         "latest tables (reads in the same process fold at once)."))
+    lookup_cache_seconds: float = Field(default=5.0, ge=0, le=300, description=(
+        "How long a worker keeps what writes look up (a source's key, indicators, unit paths); a change made "
+        "through another worker is seen after at most this long. 0: no caching."))
     citizen_reports_default_unit: str = Field(default="68", max_length=16,
                                               description="Unit of citizen reports that name no commune.")
     citizen_reports_per_ip_per_hour: int = Field(default=10, ge=1,

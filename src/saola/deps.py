@@ -13,19 +13,21 @@ from saola.config import Settings
 from saola.core.auth.context import Actor
 from saola.core.auth.service import actor_for_user, user_from_token
 from saola.core.errors import Unauthorized
-from saola.core.sources.service import actor_for_source, source_by_key
+from saola.core.sources.service import authenticate_key
 from saola.packs.manager import Registry
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/auth/token", auto_error=False)
 api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 
-def get_settings_dep(request: Request) -> Settings:
+# Dependencies that only read app.state are coroutines: FastAPI runs a plain function in its thread pool, a
+# hand-off that costs more than the function itself.
+async def get_settings_dep(request: Request) -> Settings:
     """The application's settings."""
     return request.app.state.settings
 
 
-def get_registry_dep(request: Request) -> Registry:
+async def get_registry_dep(request: Request) -> Registry:
     """What the loaded packs declared."""
     return request.app.state.registry
 
@@ -62,10 +64,11 @@ def get_actor(
             raise Unauthorized("demo accounts are refused outside demo mode")
         actor = actor_for_user(session, user, registry.permissions)
     elif api_key:
-        source = source_by_key(session, api_key)
-        if source.is_demo and not settings.demo_mode:
+        identity = authenticate_key(session, api_key)
+        if identity.is_demo and not settings.demo_mode:
             raise Unauthorized("demo source keys are refused outside demo mode")
-        actor = actor_for_source(session, source)
+        assert identity.actor is not None  # refused keys raised above
+        actor = identity.actor
     else:
         raise Unauthorized("send a bearer token (Authorization: Bearer ...) or an X-API-Key header")
     request.state.actor_name = actor.name

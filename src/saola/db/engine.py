@@ -62,11 +62,13 @@ def make_engine(settings: Settings) -> Engine:
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
-                               json_serializer=_json_dumps, json_deserializer=_json_loads)
+                               json_serializer=_json_dumps, json_deserializer=_json_loads,
+                               execution_options={"saola_lookup_cache_seconds": settings.lookup_cache_seconds})
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    # The rollup folder (saola.core.observations.rollups) reads its interval from this execution option;
+    # The rollup folder (saola.core.observations.rollups) and the lookup caches (saola.core.cache) read their
+    # intervals from these execution options;
     # saola.db cannot import saola.core, so the setting travels with the engine.
     # psycopg prepares a statement after five runs, and PostgreSQL may then settle on a generic plan costed
     # while a table was small (empty at install, a queue between folds), scanning it forever after: custom plans
@@ -74,7 +76,8 @@ def make_engine(settings: Settings) -> Engine:
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True,
                          connect_args={"options": "-c plan_cache_mode=force_custom_plan"},
                          json_serializer=_json_dumps, json_deserializer=_json_loads,
-                         execution_options={"saola_rollup_fold_seconds": settings.rollup_fold_ms / 1000})
+                         execution_options={"saola_rollup_fold_seconds": settings.rollup_fold_ms / 1000,
+                                            "saola_lookup_cache_seconds": settings.lookup_cache_seconds})
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from saola.core.audit.service import audit
 from saola.core.auth.context import Actor
+from saola.core.cache import MISSING, LookupCache
 from saola.core.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
 from saola.core.indicators.models import Indicator, IndicatorTarget
 from saola.core.indicators.schemas import IndicatorCreate, IndicatorUpdate, TargetIn
@@ -37,6 +38,9 @@ _PERIOD = re.compile(r"^(\d{4})(?:-(?:[Qq]([1-4])|(0[1-9]|1[0-2])))?$")
 _BY_CODE = (select(Indicator.id, Indicator.code, Indicator.aggregation, Indicator.subject_kind, Indicator.min_value,
                    Indicator.max_value, Indicator.is_active)
             .where(Indicator.code.in_(bindparam("codes", expanding=True))))
+
+
+_REFS = LookupCache("indicators")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +83,7 @@ def sync_declared(session: Session, *, registry: Registry) -> int:
             changed += 1
     if changed:
         session.flush()
+        _REFS.clear_after_commit(session)
         record_change(session, topic="indicators.synced", aggregate_type="indicator", aggregate_id="*",
                       payload={"changed": changed, "declared": len(definitions)})
     return changed
@@ -151,6 +156,7 @@ def update_indicator(session: Session, *, actor: Actor, code: str, changes: Indi
         setattr(indicator, k, v)
     indicator.search_name = _search_name(indicator.code, indicator.name_vi, indicator.name_en)
     session.flush()
+    _REFS.clear_after_commit(session)
     audit(session, actor=actor, action="indicator.update", target_type="indicator", target_id=code,
           detail={"fields": sorted(values)})
     record_change(session, topic="indicators.updated", aggregate_type="indicator", aggregate_id=code,
@@ -158,18 +164,28 @@ def update_indicator(session: Session, *, actor: Actor, code: str, changes: Indi
     return indicator
 
 
-def indicators_by_code(session: Session, codes: Iterable[str]) -> dict[str, IndicatorRef]:
-    """Look up many indicators by code in one query; unknown codes are simply absent from the answer."""
+def indicators_by_code(session: Session, codes: Iterable[str], *, cached: bool = False) -> dict[str, IndicatorRef]:
+    """Look up many indicators by code in one query; unknown codes are simply absent from the answer.
+
+    cached=True answers from the lookup cache (saola.core.cache) what it holds, for the write paths.
+    """
     # Codes are printable ASCII; others cannot match and some (NUL, lone surrogates) would upset the driver.
     wanted = {c for c in codes if isinstance(c, str) and c.isascii() and c.isprintable()}
     if not wanted:
         return {}
     found: dict[str, IndicatorRef] = {}
-    listed = sorted(wanted)
+    if cached:
+        for code in wanted:
+            ref = _REFS.get(session, code)
+            if ref is not MISSING:
+                found[code] = ref
+    listed = sorted(wanted - set(found))
     # Chunked so that a batch naming thousands of codes stays under every driver's parameter limit.
     for start in range(0, len(listed), 500):
         for row in session.execute(_BY_CODE, {"codes": listed[start:start + 500]}):
-            found[row.code] = IndicatorRef(*row)
+            found[row.code] = ref = IndicatorRef(*row)
+            if cached:
+                _REFS.put(session, row.code, ref)
     return found
 
 

@@ -22,8 +22,8 @@ from saola.deps import ActorDep, RegistryDep, SessionDep, SettingsDep
 router = APIRouter(prefix="/api", tags=["ingest"])
 
 
-def source_actor(actor: ActorDep) -> Actor:
-    """The calling source system (403 for people)."""
+async def source_actor(actor: ActorDep) -> Actor:
+    """The calling source system (403 for people); a coroutine, as it only looks at the actor."""
     return service.require_source(actor)
 
 

@@ -41,6 +41,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from saola.core.auth.context import Actor
+from saola.core.cache import MISSING, LookupCache
 from saola.core.entities.models import Entity
 from saola.core.errors import FieldError, Forbidden, NotFound, ValidationFailed
 from saola.core.health.metrics import OBSERVATIONS_INGESTED
@@ -111,6 +112,9 @@ def _lookup(session: Session, stmt: Any, name: str, values: Sequence[Any]) -> li
     return out
 
 
+_UNIT_SUBJECTS = LookupCache("unit subjects")  # unit code -> (path, subject id)
+
+
 class _Subject:
     """A subject named by a batch: its key, its unit (for scope) and its integer id (negative until stored)."""
 
@@ -155,8 +159,17 @@ def _subjects(session: Session, raw_units: Iterable[str], raw_entities: Iterable
     # refuse NUL bytes or lone surrogates outright).
     listed = sorted({c for c in codes.values() if c.isascii() and c.isalnum()})
     known: dict[str, tuple[str, int | None]] = {}
-    for code, path, sid in _lookup(session, _UNITS_WITH_SUBJECTS, "codes", listed):
+    asked = []
+    for code in listed:
+        hit = _UNIT_SUBJECTS.get(session, code)
+        if hit is MISSING:
+            asked.append(code)
+        else:
+            known[code] = hit
+    for code, path, sid in _lookup(session, _UNITS_WITH_SUBJECTS, "codes", asked):
         known[code] = (path, sid)
+        if sid is not None:  # a unit's subject, once stored, keeps its id
+            _UNIT_SUBJECTS.put(session, code, (path, sid))
     by_unit = {code: _Subject("u:" + code, "unit", code, known[code][0], None, known[code][1])
                for code in listed if code in known}
     units = {raw: by_unit[code] for raw, code in codes.items() if code in by_unit}
@@ -302,7 +315,7 @@ def _resolve(session: Session, items: Sequence[ObservationIn | Mapping[str, Any]
         entity_raws = {r.get("entity") for _, r in valid} - {None}
 
     # Bulk lookups: a few queries per batch, never one per row.
-    indicators = indicators_by_code(session, ind_codes)
+    indicators = indicators_by_code(session, ind_codes, cached=True)
     units, entities = _subjects(session, unit_raws, entity_raws)  # type: ignore[arg-type]
     inf = float("inf")
     bounds = {r.id: (-inf if r.min_value is None else r.min_value, inf if r.max_value is None else r.max_value)
@@ -578,7 +591,8 @@ _PG_SMALL_ROWS = 500
 _PG_SMALL_WRITE = f"""
 WITH ins AS (
     INSERT INTO observations (indicator_id, subject_id, ts, value, quality, source_id)
-    SELECT * FROM unnest(%s::int4[], %s::int4[], %s::timestamptz[], %s::float8[], %s::int2[], %s::int4[])
+    SELECT i, s, timestamptz '1970-01-01 00:00:00+00' + u * interval '1 microsecond', v, q, src
+    FROM unnest(%s::int4[], %s::int4[], %s::int8[], %s::float8[], %s::int2[], %s::int4[]) AS b(i, s, u, v, q, src)
     ON CONFLICT (indicator_id, subject_id, ts) DO NOTHING
     RETURNING indicator_id, subject_id, ts, value, quality, source_id
   ),
@@ -599,6 +613,19 @@ SELECT count(*),
        CASE WHEN count(*) < %s THEN array_agg(ts ORDER BY indicator_id, subject_id, ts) END
 FROM ins
 """
+
+
+def _array_texts(rows: Sequence[_RowT], micros: Mapping[Any, int]) -> list[str]:
+    """The rows' columns as PostgreSQL array literals (times as Unix microseconds).
+
+    psycopg adapts a Python list element by element; joining the text in one call is several times cheaper, and
+    repr() of a float is its shortest exact form, which PostgreSQL reads back to the same double.
+    """
+    iids, sids, stamps, values, qualities, sources = zip(*rows, strict=True)
+    return ["{" + ",".join(map(str, iids)) + "}", "{" + ",".join(map(str, sids)) + "}",
+            "{" + ",".join([str(micros[t]) for t in stamps]) + "}", "{" + ",".join(map(repr, values)) + "}",
+            "{" + ",".join(map(str, qualities)) + "}",
+            "{" + ",".join(["NULL" if s is None else str(s) for s in sources]) + "}"]
 
 
 # PostgreSQL's binary COPY format (documented with COPY): a signature, then per row the field count and each field
@@ -681,7 +708,7 @@ def _write_postgresql(session: Session, ordered: list[_RowT], micros: Mapping[An
     pg = session.connection().connection.driver_connection
     if len(ordered) <= _PG_SMALL_ROWS:
         with pg.cursor() as cur:  # type: ignore[union-attr]
-            cur.execute(_PG_SMALL_WRITE, [*map(list, zip(*ordered, strict=True)), len(ordered), len(ordered)])
+            cur.execute(_PG_SMALL_WRITE, [*_array_texts(ordered, micros), len(ordered), len(ordered)])
             accepted, pairs, times = cur.fetchone()  # type: ignore[misc]
         if accepted == len(ordered):
             new, flagged = ordered, out_of_range

@@ -6,12 +6,14 @@ import hashlib
 import hmac
 import re
 import secrets
+from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from saola.core.audit.service import audit
 from saola.core.auth.context import Actor
+from saola.core.cache import MISSING, LookupCache
 from saola.core.errors import Conflict, FieldError, NotFound, Unauthorized, ValidationFailed
 from saola.core.sources.models import Source
 from saola.core.sources.schemas import WRITE_PATTERN
@@ -23,6 +25,18 @@ SOURCE_PERMISSIONS = frozenset(
     {"units:read", "indicators:read", "entities:read", "observations:write", "events:write", "entities:write"}
 )
 _KEY = re.compile(r"^sk_([0-9a-f]{12})_([A-Za-z0-9_-]{20,})$")
+_IDENTITIES = LookupCache("source keys")
+
+
+@dataclass(frozen=True, slots=True)
+class SourceIdentity:
+    """What an API key stands for: its source's Actor, or why the key is refused."""
+
+    actor: Actor | None
+    source_id: int | None
+    name: str | None
+    is_demo: bool
+    refusal: str | None = None
 
 
 def _hash_secret(secret: str) -> str:
@@ -69,6 +83,7 @@ def rotate_key(session: Session, *, actor: Actor, source_id: int) -> tuple[Sourc
     source = get_source(session, actor=actor, source_id=source_id)
     key, prefix, digest = _new_key()
     source.key_prefix, source.key_hash = prefix, digest
+    _IDENTITIES.clear_after_commit(session)
     audit(session, actor=actor, action="source.rotate_key", target_type="source", target_id=str(source.id))
     return source, key
 
@@ -78,6 +93,7 @@ def set_active(session: Session, *, actor: Actor, source_id: int, active: bool) 
     actor.require("sources:write")
     source = get_source(session, actor=actor, source_id=source_id)
     source.is_active = active
+    _IDENTITIES.clear_after_commit(session)
     audit(session, actor=actor, action="source.enable" if active else "source.disable", target_type="source",
           target_id=str(source.id))
     return source
@@ -113,6 +129,22 @@ def source_by_key(session: Session, api_key: str) -> Source:
     ):
         raise Unauthorized("invalid API key")
     return source
+
+
+def authenticate_key(session: Session, api_key: str) -> SourceIdentity:
+    """Who an API key belongs to, kept for a few seconds (saola.core.cache); refusals are kept too, so a wrong
+    key costs no query. Unauthorized when the key is refused."""
+    found = _IDENTITIES.get(session, api_key)
+    if found is MISSING:
+        try:
+            source = source_by_key(session, api_key)
+            found = SourceIdentity(actor_for_source(session, source), source.id, source.name, source.is_demo)
+        except Unauthorized as exc:
+            found = SourceIdentity(None, None, None, False, exc.message)
+        _IDENTITIES.put(session, api_key, found)
+    if found.refusal is not None:
+        raise Unauthorized(found.refusal)
+    return found
 
 
 def actor_for_source(session: Session, source: Source) -> Actor:

@@ -9,6 +9,7 @@ from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from saola.core.auth.context import Actor
+from saola.core.cache import clear_all_after_commit
 from saola.core.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
 from saola.core.text import fold
 from saola.core.units.models import Agency, Unit
@@ -62,6 +63,7 @@ def load_official_units(
         if progress:
             progress(min(start + chunk, len(rows)), len(rows))
     created = sum(1 for r in rows if r["code"] not in existing)
+    clear_all_after_commit(session)  # paths may have moved: the write paths' look-ups start again
     counts = {lvl: sum(1 for r in rows if r["level"] == lvl) for lvl in ("nation", "province", "commune")}
     record_change(session, topic="units.loaded", aggregate_type="unit", aggregate_id=NATION_CODE,
                   payload={"created": created, **counts})
