@@ -21,6 +21,7 @@ Target: the alert's p99 at most 100 ms.
 from __future__ import annotations
 
 import argparse
+import gc
 import multiprocessing
 import os
 import platform
@@ -67,6 +68,16 @@ def _serve(url: str, data_dir: str, port: int, ready: Any, stop: Any, results: A
     from saola.logging import configure_logging
 
     configure_logging("WARNING")  # as `saola serve` does; a line per request would weigh on the measure
+    pauses: list[tuple[int, float]] = []  # (generation, seconds) of the server's garbage collections under load
+    began: list[float] = [0.0]
+
+    def on_gc(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            began[0] = time.perf_counter()
+        else:
+            pauses.append((info["generation"], time.perf_counter() - began[0]))
+
+    gc.callbacks.append(on_gc)
 
     settings = Settings(database_url=url, data_dir=Path(data_dir), secret_key="b" * 40, run_jobs=False,
                         log_level="WARNING")
@@ -76,13 +87,15 @@ def _serve(url: str, data_dir: str, port: int, ready: Any, stop: Any, results: A
     thread.start()
     while not server.started and thread.is_alive():
         time.sleep(0.02)
+    pauses.clear()  # what startup collected is not part of the measure
     ready.set()
     stop.wait()
     engine = get_engine()
     if engine is not None:
         engine.wait(30)
     results.put({"durations": list(engine.durations) if engine else [],
-                 "stats": dict(engine.stats) if engine else {}, "threaded": bool(engine and engine.threaded)})
+                 "stats": dict(engine.stats) if engine else {}, "threaded": bool(engine and engine.threaded),
+                 "gc": pauses})
     server.should_exit = True
     thread.join(timeout=10)
 
@@ -229,6 +242,8 @@ def latency(backend: str, *, rules: int, firing_rules: int, rate: int, batch: in
                 server.kill()
         with factory() as session:
             written = len(list(session.scalars(select(Alert.id).where(Alert.rule_id == rule.id))))
+    gcs = [seconds for _gen, seconds in figures["gc"]]
+    full = [seconds for gen, seconds in figures["gc"] if gen == 2]
     readings = [arrived - due[ts] for ts, arrived in reader.readings.items() if ts in due]
     alerts = [arrived - due[ts] for ts, times in reader.alerts.items() if ts in due for arrived in times]
     rules_share = [times[0] - reader.readings[ts] for ts, times in reader.alerts.items() if ts in reader.readings]
@@ -237,14 +252,16 @@ def latency(backend: str, *, rules: int, firing_rules: int, rate: int, batch: in
               "reading": _stats(readings), "alert": _stats(alerts), "gap": _stats(rules_share),
               "post_p50_ms": _percentile(posts, 0.5) * 1000, "crossings": 2 * total, "alerts_written": written,
               "engine_p50_ms": _percentile(figures["durations"], 0.5) * 1000,
-              "engine_p99_ms": _percentile(figures["durations"], 0.99) * 1000, "threaded": figures["threaded"]}
+              "engine_p99_ms": _percentile(figures["durations"], 0.99) * 1000, "threaded": figures["threaded"],
+              "gc_count": len(gcs), "gc_full": len(full), "gc_longest_ms": max(gcs, default=0) * 1000}
     console.print(f"  {backend} / {batch}: {result['achieved']:,.0f} readings/s; reading on the stream p50 "
                   f"{result['reading']['p50']:.1f} p99 {result['reading']['p99']:.1f} ms; alert p50 "
                   f"{result['alert']['p50']:.1f} p99 {result['alert']['p99']:.1f} ms "
                   f"({result['alert']['n']}/{result['crossings']} alerts); alert after reading p50 "
                   f"{result['gap']['p50']:.1f} p99 {result['gap']['p99']:.1f} ms; engine p50 "
                   f"{result['engine_p50_ms']:.1f} p99 {result['engine_p99_ms']:.1f} ms per round; POST p50 "
-                  f"{result['post_p50_ms']:.1f} ms")
+                  f"{result['post_p50_ms']:.1f} ms; garbage collections {len(gcs)}, of them {len(full)} full, "
+                  f"longest {max(gcs, default=0) * 1000:.1f} ms")
     return result
 
 
