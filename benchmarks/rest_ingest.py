@@ -74,13 +74,23 @@ class CpuMeter:
         return (busy - self._start[0]) / max(1e-9, total - self._start[1])
 
 
-def process_cpu(pid: int) -> float:
-    """CPU seconds (user + system) a process has used, children not included."""
+def process_cpu(pid: int, *, children: bool = False) -> float:
+    """CPU seconds (user + system) a process has used; with children=True, plus its live child processes'."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    used = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    if children:
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and entry.name != str(pid):
+                try:
+                    stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                if stat[1] == str(pid):  # ppid
+                    used += (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+    return used
 
 
 def database_backends(database: str) -> list[int]:
@@ -157,13 +167,25 @@ def prepare(url: str, subjects: int) -> tuple[str, list[str], int]:
         engine.dispose()
 
 
-def serve(url: str, log: Path, workers: int = 1) -> tuple[subprocess.Popen[bytes], str]:
-    """Saola on a free port in its own process; returns the process and its base URL."""
+BENCH_BUS = "redis://127.0.0.1:6379/14"  # a Redis database of its own, emptied before each run
+
+
+def serve(url: str, log: Path, workers: int = 1, bus_url: str | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """Saola on a free port in its own process; returns the process and its base URL.
+
+    Several workers share one bus as in production (SAOLA_BUS_URL, a Redis Stream), so every worker's rules
+    engine and live stream see every batch.
+    """
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {**os.environ, "SAOLA_DATABASE_URL": url, "SAOLA_SECRET_KEY": SECRET, "SAOLA_LOG_LEVEL": "WARNING",
            "SAOLA_RUN_JOBS": "false", "SAOLA_DATA_DIR": tempfile.gettempdir()}
+    if bus_url:
+        import redis
+
+        redis.Redis.from_url(bus_url).flushdb()
+        env["SAOLA_BUS_URL"] = bus_url
     command = [sys.executable, "-m", "uvicorn", "saola.app:create_app", "--factory", "--host", "127.0.0.1",
                "--port", str(port), "--log-level", "warning", "--no-access-log", "--http", "httptools",
                "--loop", "uvloop", "--workers", str(workers)]
@@ -361,14 +383,14 @@ def run(seconds: float = 25.0, batch: int = 10_000, clients: int = 2, subjects: 
         bodies = batches(units, points, batch, start, minutes_per_batch)
         gc.collect()
         gc.freeze()
-        process, base = serve(url, Path(folder) / "server.log", workers)
+        process, base = serve(url, Path(folder) / "server.log", workers, BENCH_BUS if workers > 1 else None)
         try:
             # One warm-up batch (imports, prepared statements, subjects) outside the measurement.
             warm = batches(units, batch, batch, start - timedelta(days=1), minutes_per_batch)
             send(base, key, warm, 1, 60)
             say(f"REST: {clients} client thread(s) for up to {seconds:.0f} s")
             database = url.rsplit("/", 1)[1]
-            server_before = process_cpu(process.pid)
+            server_before = process_cpu(process.pid, children=True)
             db_before = {pid: process_cpu(pid) for pid in database_backends(database)}
             meter = CpuMeter().start()
             accepted, elapsed, latencies, sent = send(base, key, bodies, clients, seconds)
@@ -376,7 +398,7 @@ def run(seconds: float = 25.0, batch: int = 10_000, clients: int = 2, subjects: 
             drain = wait_folded(url)
             sending, elapsed = elapsed, elapsed + drain
             cpu_rest = meter.stop()
-            server_cpu = process_cpu(process.pid) - server_before
+            server_cpu = process_cpu(process.pid, children=True) - server_before
             db_cpu = sum(process_cpu(pid) - db_before.get(pid, 0.0) for pid in database_backends(database))
         finally:
             process.terminate()

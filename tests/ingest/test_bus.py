@@ -11,7 +11,7 @@ import redis
 
 from saola.bus import InProcessBus, Message, configure_bus, get_bus, make_bus, parse_id, set_bus
 from saola.bus.memory import ReplayRing
-from saola.bus.redis_stream import RedisBus
+from saola.bus.redis_stream import MIN_KEPT, RedisBus
 from saola.config import Settings
 from tests.ingest.conftest import wait_for
 
@@ -113,6 +113,22 @@ def test_redis_stream_is_trimmed_and_old_ids_are_flagged(stream_name: str) -> No
             assert not replay.complete and replay.messages[-1].data["k"] == 399
         finally:
             other.close()
+    finally:
+        bus.close()
+
+
+def test_redis_stream_keeps_about_as_many_items_as_the_ring(stream_name: str) -> None:
+    # Ingested batches travel with their rows: the stream must not keep max_messages of them.
+    bus = RedisBus(REDIS_URL, stream=stream_name, max_messages=1000, replay_items=200, block_ms=200)
+    try:
+        rows = [{"indicator": "t.level", "unit": "68", "value": float(v), "note": "x" * 80} for v in range(50)]
+        for k in range(40):
+            bus.publish("observations.ingested", {"k": k, "items": rows})
+        kept = redis.Redis.from_url(REDIS_URL).xlen(stream_name)
+        assert MIN_KEPT <= kept < 40  # 200 items / 50 per message = 4, but never fewer than MIN_KEPT entries
+        for k in range(40, 60):
+            bus.publish("alerts.firing", {"k": k})  # messages without items: the message bound only
+        assert redis.Redis.from_url(REDIS_URL).xlen(stream_name) >= 20
     finally:
         bus.close()
 

@@ -32,6 +32,7 @@ from saola.bus.memory import (
 log = logging.getLogger(__name__)
 
 STREAM = "saola:bus"
+MIN_KEPT = 10  # entries the stream keeps however large they are
 
 
 def _encode(data: dict[str, Any]) -> bytes:
@@ -45,6 +46,7 @@ class RedisBus:
                  replay_seconds: float = REPLAY_SECONDS, replay_items: int = REPLAY_ITEMS,
                  block_ms: int = 1000) -> None:
         self.url, self.stream, self.max_messages, self.block_ms = url, stream, max_messages, block_ms
+        self.replay_items = replay_items
         self._client = redis.Redis.from_url(url)
         self._reader_client = redis.Redis.from_url(url)
         self._subscribers: list[tuple[str, Handler]] = []
@@ -75,8 +77,13 @@ class RedisBus:
 
     def publish(self, topic: str, data: dict[str, Any]) -> Message:
         """Append the message to the stream; subscribers of every process get it from their reader thread."""
-        entry_id = self._client.xadd(self.stream, {"t": topic, "d": _encode(data)}, maxlen=self.max_messages,
-                                     approximate=True)
+        # The stream keeps the same window as the in-memory ring: at most max_messages entries and, for messages
+        # that carry items (an ingested batch), about replay_items items, or a few thousand 10,000-reading
+        # batches would hold gigabytes in Redis.
+        items = data.get("items")
+        n = len(items) if isinstance(items, list) else 0
+        keep = max(MIN_KEPT, min(self.max_messages, self.replay_items // n)) if n else self.max_messages
+        entry_id = self._client.xadd(self.stream, {"t": topic, "d": _encode(data)}, maxlen=keep, approximate=True)
         return Message(topic, data, entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id))
 
     def last_id(self) -> str:
