@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -71,3 +78,36 @@ def test_serve_refuses_the_demo_secret(env) -> None:
     result = runner.invoke(app, ["serve", "--port", "1"], env={**env, "SAOLA_SECRET_KEY": DEMO_SECRET_KEY})
     assert result.exit_code == 2
     assert "demo key" in result.output
+
+
+def test_serve_with_several_workers_needs_a_shared_bus(env) -> None:
+    result = runner.invoke(app, ["serve", "--port", "1", "--workers", "2"], env={**env, "SAOLA_BUS_URL": ""})
+    assert result.exit_code == 2
+    assert "SAOLA_BUS_URL" in result.output
+    result = runner.invoke(app, ["serve", "--port", "1", "--workers", "2", "--mqtt", "mqtt://127.0.0.1:1883"],
+                           env={**env, "SAOLA_BUS_URL": "redis://127.0.0.1:6379/13"})
+    assert result.exit_code == 2
+    assert "MQTT door runs in one process" in result.output
+
+
+def test_serve_with_two_workers_answers(env) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "saola"), "serve", "--port", str(port), "--workers", "2"],
+        env={**os.environ, **env, "SAOLA_BUS_URL": "redis://127.0.0.1:6379/13", "SAOLA_RUN_JOBS": "false",
+             "SAOLA_MQTT_URL": ""},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline, answered = time.monotonic() + 60, None
+        while time.monotonic() < deadline and process.poll() is None and answered is None:
+            try:
+                answered = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2)
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        assert answered is not None and answered.status_code == 200, process.poll()
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0].decode(errors="replace")
+    assert "Traceback" not in output, output[-2000:]

@@ -89,7 +89,11 @@ def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the web application for the given settings (read from the environment when omitted)."""
-    settings = settings or get_settings()
+    if settings is None:  # a server's factory (`uvicorn --factory`, `saola serve --workers`): log as the CLI does
+        from saola.logging import configure_logging
+
+        settings = get_settings()
+        configure_logging(settings.log_level, settings.log_json)
     disabled = tuple(settings.disabled_packs)
     pm = get_plugin_manager(disabled)
     registry = get_registry(disabled)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -176,6 +176,9 @@ def serve(
     port: Annotated[int, typer.Option()] = 8000,
     mqtt: Annotated[str | None, typer.Option(
         help="Subscribe to this MQTT broker, e.g. mqtt://127.0.0.1:1883 (default: SAOLA_MQTT_URL)")] = None,
+    workers: Annotated[int, typer.Option(min=1, max=64, help=(
+        "Worker processes (one per core is usual); more than one needs a shared bus, SAOLA_BUS_URL=redis://..."
+    ))] = 1,
 ) -> None:
     """Serve the API without demo data or simulators (needs a real SAOLA_SECRET_KEY)."""
     import uvicorn
@@ -190,7 +193,17 @@ def serve(
         _fail(str(exc))
     configure_logging(settings.log_level, settings.log_json)
     # Open live streams (SSE) would otherwise hold the shutdown until every browser leaves.
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+    options: dict[str, Any] = {"host": host, "port": port, "log_level": "warning", "timeout_graceful_shutdown": 5}
+    if workers == 1:
+        uvicorn.run(create_app(settings), **options)
+        return
+    # Each worker builds its app from the environment; every one must see every write (the rules, the live stream).
+    if not settings.bus_url or settings.bus_url in ("memory", "memory://"):
+        _fail("several workers share one bus: set SAOLA_BUS_URL=redis://127.0.0.1:6379/0 (see docs/ingestion.md)")
+    if settings.mqtt_url:
+        _fail("the MQTT door runs in one process: serve it apart (`saola serve --mqtt URL`) beside the workers, "
+              "and unset SAOLA_MQTT_URL for them")
+    uvicorn.run("saola.app:create_app", factory=True, workers=workers, **options)
 
 
 @app.command()
