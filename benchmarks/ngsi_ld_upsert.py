@@ -358,25 +358,48 @@ def markdown(report: dict[str, Any]) -> str:
     lines += [
         "",
         f"Target: at least {TARGET:,} entities a second (Orion-LD on one CPU does about 1,800 updates a second); "
-        f"the slowest NGSI-LD figure above is {slowest:,.0f}. The door writes through the kernel's "
-        "`upsert_entities`, so the kernel column is its ceiling on this machine; what the door adds per batch of "
-        f"{report['batch']:,} (difference of the medians: {extra}) is HTTP and JSON both ways, checking each "
-        "attribute (types, URIs, observedAt, GeoJSON), term expansion, one look-up of the ids across types (ids "
-        "are unique in NGSI-LD, per type in the kernel) and the NGSI-LD members kept beside the values (a larger "
-        "JSON column to write). The engine now serialises JSON columns with orjson (the standard library's `json` "
-        "took about a tenth of the door's time). Raising the ceiling further is work in the kernel's entities "
-        "service, outside the doors: its ORM bulk insert and UPDATE go row by row through SQLAlchemy (about half "
-        "of the server's time in a profile of the create pass), and `core.text.fold` runs on every name.",
+        f"the slowest NGSI-LD figure above is {slowest:,.0f}.",
+        "",
+        "What changed. The kernel's `upsert_entities` no longer writes through the ORM's bulk INSERT and UPDATE by "
+        "primary key, which went row by row through SQLAlchemy and, on PostgreSQL, as one pipelined statement per "
+        "row through psycopg (about half of the server's time in a profile of the create pass). On PostgreSQL a "
+        "batch is now one `INSERT ... SELECT` or one `UPDATE ... FROM` reading its rows from a single JSON "
+        "parameter (`json_to_recordset`) that the engine's orjson serializer writes in one call; arrays per column "
+        "(`unnest`) were tried first and came out about a quarter slower through the door, psycopg quoting every "
+        "element of a text array in Python. On SQLite it is one executemany of a plain Core statement (the driver "
+        "loops in C). Look-ups take their ids as one array (`= ANY(:ids)`) on PostgreSQL. Subjects (what "
+        "observations hang on) are moved only for entities whose unit changed, found by their unique key; before, "
+        "every replaced entity's subjects were updated, by a column without an index. Points skip the general "
+        "GeoJSON walker, `core.text.fold` strips marks with a translate table (ASCII names skip it), and the "
+        "NGSI-LD parser reads a Relationship to one URI, a GeoProperty Point and a text Property without its "
+        "general path. Behaviour is unchanged: the same errors, all or nothing, scope, audit and outbox; a missing "
+        "geometry is still stored as JSON null.",
+        "",
+        "Earlier figures, entities/s, create / replace. Before these changes, on the same machine the same day "
+        "(load average 1.49): NGSI-LD sqlite 5,970 / 4,349, postgresql 3,612 / 3,419; kernel sqlite "
+        "9,094 / 7,481, postgresql 4,735 / 4,140. The run published before that (another machine, AMD EPYC, load "
+        "average 4.16): NGSI-LD "
+        "sqlite 3,802 / 3,119, postgresql 2,125 / 1,922; kernel postgresql 3,279 / 2,584.",
+        "",
+        "The door writes through the kernel's `upsert_entities`, so the kernel column is its ceiling on this "
+        f"machine; what the door adds per batch of {report['batch']:,} (difference of the medians: {extra}) is "
+        "HTTP and JSON both ways, checking each attribute (types, URIs, observedAt, GeoJSON), term expansion, its "
+        "own look-up of the ids across types (ids are unique in NGSI-LD, per type in the kernel) and the NGSI-LD "
+        "members kept beside the values (a larger JSON document to write). The NGSI-LD path runs client, "
+        "server and (on PostgreSQL) database as separate processes on two CPUs, the kernel path one process and the "
+        "database, so its figures move more with whatever else runs on the machine. On PostgreSQL much of the kernel's "
+        "remaining time is the server's: EXPLAIN ANALYZE of one batch's INSERT gave about 40 ms, 16 ms of it in "
+        "the foreign key checks on units.",
         "",
         "Notes. Loading tens of thousands of entities into an *empty* table on PostgreSQL, the kernel's existence "
-        "look-up in `upsert_entities` (`type = $1 AND external_id IN (...)`) slows down batch after batch (from "
-        "0.4 s to over 3 s per batch of 1,000 here): psycopg prepares a statement after five runs, PostgreSQL "
-        "settles on a generic plan costed while the table looked empty, and that plan scans the table until "
-        "autovacuum analyzes it. Hence the stations already on the node above (kept so that figures compare with "
-        "earlier runs). The engine now connects with `plan_cache_mode=force_custom_plan`, so prepared statements "
-        "are planned for the data each time and this trap is gone. The NGSI-LD server also freezes its startup "
-        "objects out of the garbage collector (`gc.freeze()`), worth about a third of its throughput here; that "
-        "belongs in the application factory.",
+        "look-up in `upsert_entities` (then `type = $1 AND external_id IN (...)`) slowed down batch after batch "
+        "(from 0.4 s to over 3 s per batch of 1,000): psycopg prepares a statement after five runs, PostgreSQL "
+        "settled on a generic plan costed while the table looked empty, and that plan scanned the table until "
+        "autovacuum analyzed it. Hence the stations already on the node above (kept so that figures compare with "
+        "earlier runs). The engine connects with `plan_cache_mode=force_custom_plan`, so prepared statements are "
+        "planned for the data each time and this trap is gone. The NGSI-LD door freezes the objects built at "
+        "startup out of the garbage collector (`gc.freeze()`), worth about a third of its throughput when it was "
+        "measured (before the changes above).",
         "",
         f"Reproduce: `python -m benchmarks.ngsi_ld_upsert --entities {report['entities']} --batch {report['batch']} "
         f"--backends {backends}`",

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import unicodedata
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,9 +15,15 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from saola.core.audit.models import AuditEntry
+from saola.core.auth.context import Actor, system_actor
+from saola.core.entities import service as entity_service
 from saola.core.entities.models import Entity
-from saola.core.entities.service import parse_bbox, validate_geometry
-from saola.core.errors import ValidationFailed
+from saola.core.entities.schemas import EntityBatchResult, EntityCreate, Geometry
+from saola.core.entities.service import parse_bbox, upsert_entities, validate_geometry
+from saola.core.errors import Conflict, Forbidden, ValidationFailed
+from saola.core.observations.models import Subject
+from saola.core.text import fold
+from saola.db.engine import transaction
 from saola.db.outbox import OutboxEntry
 from saola.packs.definitions import EntityTypeDefinition
 from saola.packs.manager import Registry
@@ -482,3 +491,172 @@ def test_text_a_database_cannot_store_is_422(client: TestClient, admin_headers) 
     assert r.status_code == 422 and locs(r)[0][:2] == ["body", "attributes"]
     r = client.get("/api/entities", params={"offset": 10**20}, headers=admin_headers)
     assert r.status_code == 422
+
+
+# --- the bulk write path of upsert_entities ---------------------------------------------------------------------
+
+
+def _upsert(session_factory, registry: Registry, items: list[EntityCreate], actor: Actor | None = None
+            ) -> EntityBatchResult:
+    with transaction(session_factory) as session:
+        return upsert_entities(session, actor=actor or system_actor("test"), registry=registry, items=items)
+
+
+def _item(external_id: str, **over: Any) -> EntityCreate:
+    return EntityCreate(**station(external_id=external_id, **over))
+
+
+def _stored(session_factory, ids: list[uuid.UUID]) -> dict[uuid.UUID, Entity]:
+    with session_factory() as session:
+        return {e.id: e for e in session.scalars(select(Entity).where(Entity.id.in_(ids)))}
+
+
+def test_batch_of_new_and_existing_entities_keeps_ids_order_and_creation_times(
+    session_factory, declared_entity_types: Registry
+) -> None:
+    keys = [unique("ext") for _ in range(4)]
+    first = _upsert(session_factory, declared_entity_types, [_item(keys[0]), _item(keys[2])])
+    before = _stored(session_factory, first.ids)
+    mixed = _upsert(session_factory, declared_entity_types, [_item(k, attributes={"round": 2}) for k in keys])
+    assert (mixed.created, mixed.updated) == (2, 2)
+    assert mixed.ids[0] == first.ids[0] and mixed.ids[2] == first.ids[1]
+    assert len(set(mixed.ids)) == 4 and not set(mixed.ids[1::2]) & set(first.ids)
+    after = _stored(session_factory, mixed.ids)
+    for entity_id in first.ids:
+        assert after[entity_id].created_at == before[entity_id].created_at
+        assert after[entity_id].updated_at > before[entity_id].updated_at
+        assert after[entity_id].origin_node == before[entity_id].origin_node
+    assert [after[i].external_id for i in mixed.ids] == keys
+    assert all(after[i].attributes == {"round": 2} and after[i].type == "test.station" for i in mixed.ids)
+    assert all(after[i].created_at == after[i].updated_at for i in mixed.ids[1::2])
+
+
+def test_batch_replace_writes_every_column(session_factory, declared_entity_types: Registry) -> None:
+    key = unique("ext")
+    created = _upsert(session_factory, declared_entity_types, [EntityCreate(
+        type="test.parcel", name="Thửa  Đất   số 1", unit_code=DALAT_WARD, external_id=key,
+        geometry=square(108.4, 11.9), attributes={"a": 1, "nested": {"list": [1, 2.5, "é", None, True]}})])
+    entity = _stored(session_factory, created.ids)[created.ids[0]]
+    assert entity.search_name == "thua dat so 1" == fold("Thửa  Đất   số 1")
+    assert (entity.min_lon, entity.min_lat, entity.max_lon, entity.max_lat) == (108.4, 11.9, 108.4 + 0.01, 11.9 + 0.01)
+    assert entity.attributes == {"a": 1, "nested": {"list": [1, 2.5, "é", None, True]}}
+    # Replaced whole: no geometry (stored as JSON null, as the ORM stored it), no bounding box, attributes not
+    # merged, another name and unit.
+    replaced = _upsert(session_factory, declared_entity_types, [EntityCreate(
+        type="test.parcel", name="Đường Trần Hưng Đạo", unit_code=OTHER_DALAT_WARD, external_id=key,
+        attributes={"b": "hai"})])
+    assert replaced.ids == created.ids and (replaced.created, replaced.updated) == (0, 1)
+    entity = _stored(session_factory, created.ids)[created.ids[0]]
+    assert entity.name == "Đường Trần Hưng Đạo" and entity.search_name == "duong tran hung dao"
+    assert entity.geometry is None and entity.min_lon is entity.max_lat is None
+    assert entity.unit_code == OTHER_DALAT_WARD and entity.attributes == {"b": "hai"}
+    with session_factory() as session:
+        stored_geometry = session.scalar(select(Entity.geometry.is_(None)).where(Entity.id == entity.id))
+    assert stored_geometry is False  # JSON null, not SQL NULL
+    # Integer coordinates: the bounding box holds floats, as the general walker gives them.
+    again = _upsert(session_factory, declared_entity_types, [EntityCreate(
+        type="test.parcel", name="x", unit_code=DALAT_WARD, external_id=key,
+        geometry={"type": "Point", "coordinates": [108, 11, 1500]})])
+    entity = _stored(session_factory, again.ids)[again.ids[0]]
+    assert (entity.min_lon, entity.min_lat, entity.max_lon, entity.max_lat) == (108.0, 11.0, 108.0, 11.0)
+    assert entity.geometry == {"type": "Point", "coordinates": [108, 11, 1500]}
+
+
+def test_batch_moving_an_entity_moves_its_subjects(
+    client: TestClient, admin_headers, session_factory, declared_entity_types: Registry
+) -> None:
+    keys = [unique("ext") for _ in range(3)]
+    first = _upsert(session_factory, declared_entity_types, [_item(k) for k in keys])
+    with transaction(session_factory) as session:
+        session.add_all([Subject(key=f"e:{eid}", kind="entity", unit_code=DALAT_WARD, entity_id=eid)
+                         for eid in first.ids])
+
+    def units() -> list[str]:
+        with session_factory() as session:
+            found = dict(session.execute(select(Subject.entity_id, Subject.unit_code)
+                                         .where(Subject.entity_id.in_(first.ids))).all())
+        return [found[eid] for eid in first.ids]
+
+    moved = [_item(keys[0], unit_code=OTHER_DALAT_WARD), _item(keys[1]), _item(keys[2], unit_code=VUNG_TAU_WARD,
+                                                                          geometry=point(107.08, 10.35))]
+    assert _upsert(session_factory, declared_entity_types, moved).ids == first.ids
+    assert units() == [OTHER_DALAT_WARD, DALAT_WARD, VUNG_TAU_WARD]
+    # One entity changed through the API moves its subject the same way.
+    r = client.patch(f"/api/entities/{first.ids[1]}", json={"unit_code": OTHER_DALAT_WARD}, headers=admin_headers)
+    assert r.status_code == 200, r.text
+    assert units() == [OTHER_DALAT_WARD, OTHER_DALAT_WARD, VUNG_TAU_WARD]
+
+
+def test_batch_of_several_types_and_more_ids_than_one_lookup_chunk(
+    session_factory, declared_entity_types: Registry
+) -> None:
+    tag = unique("many")
+    items = [EntityCreate(type="test.endpoint" if i % 3 else "test.station", name=f"Điểm {tag} {i}",
+                          unit_code=DALAT_WARD, external_id=f"{tag}-{i}",
+                          geometry=None if i % 3 else point(108 + i / 10_000, 11.9)) for i in range(1_200)]
+    first = _upsert(session_factory, declared_entity_types, items)
+    assert (first.created, first.updated) == (1_200, 0)
+    # The same external id under another type is another entity.
+    items.append(EntityCreate(type="test.endpoint", name="again", unit_code=DALAT_WARD, external_id=f"{tag}-0"))
+    second = _upsert(session_factory, declared_entity_types, items)
+    assert (second.created, second.updated) == (1, 1_200) and second.ids[:-1] == first.ids
+
+
+def test_batch_refuses_an_existing_entity_outside_the_scope_before_writing(
+    client: TestClient, admin_headers, session_factory, declared_entity_types: Registry
+) -> None:
+    taken, fresh = unique("ext"), unique("ext")
+    create(client, admin_headers, external_id=taken, unit_code=VUNG_TAU_WARD, geometry=point(107.08, 10.35))
+    lam_dong = Actor(kind="user", id=None, name="lam-dong", role="integrator", scope_code="68", scope_path="VN.68",
+                     permissions=frozenset({"entities:write"}))
+    with pytest.raises(Forbidden):
+        _upsert(session_factory, declared_entity_types, [_item(fresh), _item(taken)], actor=lam_dong)
+    with session_factory() as session:
+        assert session.scalar(select(func.count()).select_from(Entity).where(Entity.external_id == fresh)) == 0
+
+
+def test_batch_point_shortcut_leaves_bad_points_to_the_walker(session_factory, declared_entity_types: Registry
+                                                             ) -> None:
+    bad = [[10**400, 11], [True, 11], [108, 91], [108, 11, math.inf], [108], "108,11"]
+    # Built without validation, as a door that checked its input may build them.
+    items = [EntityCreate.model_construct(**{**station(external_id=unique("ext")),
+                                             "geometry": Geometry.model_construct(type="Point", coordinates=c)})
+             for c in bad]
+    with pytest.raises(ValidationFailed) as caught:
+        _upsert(session_factory, declared_entity_types, items)
+    found = {tuple(e.loc[2:]): e.msg for e in caught.value.errors}
+    assert found == {
+        (0, "geometry", "coordinates", 0): "coordinates must be finite numbers",
+        (1, "geometry", "coordinates", 0): "coordinates must be numbers",
+        (2, "geometry", "coordinates", 1): "latitude 91.0 is outside [-90, 90]",
+        (3, "geometry", "coordinates", 2): "coordinates must be finite numbers",
+        (4, "geometry", "coordinates"): "a position is [longitude, latitude] or [longitude, latitude, altitude]",
+        (5, "geometry", "coordinates"): "a position is [longitude, latitude] or [longitude, latitude, altitude]",
+    }
+
+
+def test_batch_replacing_an_entity_deleted_meanwhile_is_a_conflict(
+    session_factory, declared_entity_types: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = unique("ext")
+    gone = uuid.uuid4()  # what the look-up found, deleted by another transaction before the write
+    monkeypatch.setattr(entity_service, "_existing", lambda *_a: {("test.station", key): (gone, DALAT_WARD)})
+    with pytest.raises(Conflict):
+        _upsert(session_factory, declared_entity_types, [_item(key)])
+    monkeypatch.undo()
+    assert _upsert(session_factory, declared_entity_types, [_item(key)]).created == 1
+
+
+def _reference_fold(text: str) -> str:
+    decomposed = unicodedata.normalize("NFD", text.replace("đ", "d").replace("Đ", "D"))
+    bare = "".join(c for c in decomposed if unicodedata.category(c) != "Mn")
+    return re.sub(r"\s+", " ", bare.casefold()).strip()
+
+
+def test_search_names_fold_as_the_reference_does() -> None:
+    """fold's shortcuts (ASCII, a translate table, str.split) give what the plain definition gives."""
+    samples = ["Trạm quan trắc Đà Lạt 1", "  ĐƯỜNG\tTrần\u00a0Hưng  Đạo\n", "Straße İstanbul ǅ ﬁ", "e\u0301\u0308x",
+               "plain ASCII  text ", "", "\u2003\u3000", "Ồ Ở Ỡ Ợ ư ứ ừ ử ữ ự", "ﾃｽﾄ \U0001d400 \u0483"]
+    samples += [f"x{chr(cp)} Y{chr(cp)}" for cp in range(0, 0x3000)]
+    for text in samples:
+        assert fold(text) == _reference_fold(text), repr(text)

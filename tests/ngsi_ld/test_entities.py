@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from saola.core.audit.models import AuditEntry
 from saola.core.entities.models import Entity
+from saola.interop.ngsi_ld import convert
+from saola.interop.ngsi_ld.context import core_context
 from tests.conftest import unique
 from tests.ngsi_ld.conftest import (
     BASE,
@@ -331,3 +334,40 @@ def test_attribute_timestamps_follow_their_own_changes(client: TestClient, admin
     assert after["temperature"]["createdAt"] == before["temperature"]["createdAt"]
     assert before["modifiedAt"] < after["temperature"]["modifiedAt"] <= after["modifiedAt"]
     assert after["createdAt"] == before["createdAt"]
+
+
+def test_shortcut_attributes_read_as_the_general_path_reads_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The parser's shortcuts (Property with a number or text, Relationship to one URI, GeoProperty Point) give the
+    very attributes and errors the general path gives, and leave everything else to it."""
+    observed = "2026-11-25T08:00:00+07:00"
+    samples: dict[str, Any] = {
+        "name": {"type": "Property", "value": "Trạm Đà Lạt"},
+        "temperature": {"type": "Property", "value": 21.5, "unitCode": "CEL", "observedAt": observed},
+        "count": {"type": "Property", "value": 3},
+        "refDevice": {"type": "Relationship", "object": "urn:ngsi-ld:Device:dl-01"},
+        "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [108.44, 11.94, 1500]}},
+        "area": {"type": "GeoProperty", "value": {"type": "Polygon", "coordinates": [
+            [[108.4, 11.9], [108.5, 11.9], [108.5, 12.0], [108.4, 11.9]]]}},
+        "refTimed": {"type": "Relationship", "object": "urn:ngsi-ld:Device:1", "observedAt": observed},
+        "refMany": {"type": "Relationship", "object": ["urn:a:1", "urn:a:2"]},
+        "refBad": {"type": "Relationship", "object": "no uri"},
+        "refSurrogate": {"type": "Relationship", "object": "urn:a:\ud800"},
+        "textSurrogate": {"type": "Property", "value": "Đà \ud800"},
+        "textNul": {"type": "Property", "value": "Đà\x00Lạt"},
+        "geoFar": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [200, 1]}},
+        "geoBool": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [True, 1]}},
+        "geoExtra": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [1, 1]}, "datasetId": "urn:d"},
+    }
+
+    def parse(name: str, raw: Any) -> tuple[Any, list[tuple[list[str | int], str]]]:
+        errors: list[Any] = []
+        entity = convert.parse_entity({"id": "urn:ngsi-ld:T:1", "type": "T", name: raw}, core_context(),
+                                      loc=["body"], errors=errors, now="2026-11-25T01:00:00Z")
+        return entity, [(e.loc, e.msg) for e in errors]
+
+    shortcut = {name: parse(name, raw) for name, raw in samples.items()}
+    monkeypatch.setattr(convert, "_plain_attribute", lambda *_args: None)
+    general = {name: parse(name, raw) for name, raw in samples.items()}
+    assert shortcut == general
+    refused = {name for name, (entity, _) in general.items() if entity is None}
+    assert refused == {"refBad", "refSurrogate", "textSurrogate", "textNul", "geoFar", "geoBool"}

@@ -180,13 +180,45 @@ def _observed(item: Any) -> tuple[datetime, str] | None:
     return found
 
 
+def _storable_text(value: str) -> bool:
+    """What value_problem accepts of text: no NUL character, and no lone surrogate (ASCII holds none)."""
+    if "\x00" in value:
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _plain_attribute(key: str, iri: str, raw: dict[str, Any]) -> Attr | None:
+    """The common attributes read without the general path: a Property with a number or text (unitCode and
+    observedAt besides), a Relationship to one URI, a GeoProperty holding a Point. None sends anything else (and
+    anything wrong) to the general path, which reads these the same way."""
+    kind = raw.get("type")
+    if kind == "Property":
+        return _plain_property(key, iri, raw)
+    if len(raw) != 2:
+        return None
+    if kind == "Relationship":
+        target = raw.get("object")
+        if type(target) is str and is_uri(target) and _storable_text(target):
+            return Attr(key, iri, "Relationship", target, {"type": "Relationship"})
+    elif kind == "GeoProperty":
+        value = raw.get("value")
+        if _point_ok(value):
+            return Attr(key, iri, "GeoProperty", value, {"type": "GeoProperty"})
+    return None
+
+
 def _plain_property(key: str, iri: str, raw: dict[str, Any]) -> Attr | None:
-    """The common attribute (a Property with a number or ASCII text, unitCode and observedAt) read without the
-    general path; None sends anything else (and anything wrong) there."""
+    """A Property with a number or text, unitCode and observedAt, read without the general path; None sends
+    anything else (and anything wrong) there."""
     value = raw.get("value")
     kind = type(value)
-    if not ((kind is float and math.isfinite(value)) or kind is int
-            or (kind is str and value.isascii() and "\x00" not in value)):
+    if not ((kind is float and math.isfinite(value)) or kind is int or (kind is str and _storable_text(value))):
         return None
     meta: dict[str, Any] = {}
     observed: datetime | None = None
@@ -246,8 +278,8 @@ class _Parser:
         return self._attribute(key, iri, raw, loc, 0)
 
     def _attribute(self, key: str, iri: str, raw: Any, loc: Loc, depth: int) -> Attr | None:
-        if type(raw) is dict and raw.get("type") == "Property":
-            found = _plain_property(key, iri, raw)
+        if type(raw) is dict:
+            found = _plain_attribute(key, iri, raw)
             if found is not None:
                 return found
         if depth > MAX_DEPTH:
