@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
@@ -56,6 +55,36 @@ class BodySizeLimit:
             await self.app(scope, limited_receive, send)
         except _BodyTooLarge:
             await _too_large(send, self.max_bytes)
+
+
+class RequestMetrics:
+    """Count and time every HTTP request, to the start of its answer (a live stream stays open), and log it.
+
+    A plain ASGI middleware: Starlette's BaseHTTPMiddleware runs each request through a task group and memory
+    streams, a cost every request paid.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+
+        async def timed_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                elapsed = time.perf_counter() - started
+                route = getattr(scope.get("route"), "path", "unmatched")
+                status = message["status"]
+                HTTP_REQUESTS.labels(scope["method"], route, str(status)).inc()
+                HTTP_LATENCY.labels(scope["method"], route).observe(elapsed)
+                log.info("request", method=scope["method"], path=scope["path"], status=status,
+                         ms=round(elapsed * 1000, 1), actor=scope.get("state", {}).get("actor_name"))
+            await send(message)
+
+        await self.app(scope, receive, timed_send)
 
 
 class _BodyTooLarge(Exception):
@@ -128,19 +157,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next: Any) -> Any:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        elapsed = time.perf_counter() - started
-        HTTP_REQUESTS.labels(request.method, path, str(response.status_code)).inc()
-        HTTP_LATENCY.labels(request.method, path).observe(elapsed)
-        log.info("request", method=request.method, path=request.url.path, status=response.status_code,
-                 ms=round(elapsed * 1000, 1), actor=getattr(request.state, "actor_name", None))
-        return response
-
+    app.add_middleware(RequestMetrics)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
 
     for routers in pm.hook.saola_routers(settings=settings):

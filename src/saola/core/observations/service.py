@@ -588,30 +588,34 @@ FROM ins
 # rollup deltas of what it inserted in one statement, with the batch as arrays. Past a few hundred rows COPY is
 # cheaper per row, and its extra round trips do not count.
 _PG_SMALL_ROWS = 500
+_EPOCH_SQL = "timestamptz '1970-01-01 00:00:00+00'"
+_QUEUE_FROM_ARRAYS = f"""
+    INSERT INTO {rollups.QUEUE_TABLE} (indicator_id, subject_id, bucket, n, total, lo, hi, last_ts, last_value,
+                                       top_ts, top_value, top_quality, top_source)
+    SELECT i, s, {_EPOCH_SQL} + b * interval '1 microsecond', n, t, lo, hi,
+           {_EPOCH_SQL} + lt * interval '1 microsecond', lv, {_EPOCH_SQL} + tt * interval '1 microsecond', tv, tq, src
+    FROM unnest(%s::int4[], %s::int4[], %s::int8[], %s::int4[], %s::float8[], %s::float8[], %s::float8[],
+                %s::int8[], %s::float8[], %s::int8[], %s::float8[], %s::int2[], %s::int4[])
+         AS d(i, s, b, n, t, lo, hi, lt, lv, tt, tv, tq, src)"""
+# The insert and, when every row was new (the usual case), the rollup deltas Python computed for them, in one
+# statement. When some rows were stored already the deltas are left out and the keys of the inserted rows come back,
+# for the caller to queue the deltas of those alone.
 _PG_SMALL_WRITE = f"""
 WITH ins AS (
     INSERT INTO observations (indicator_id, subject_id, ts, value, quality, source_id)
-    SELECT i, s, timestamptz '1970-01-01 00:00:00+00' + u * interval '1 microsecond', v, q, src
+    SELECT i, s, {_EPOCH_SQL} + u * interval '1 microsecond', v, q, src
     FROM unnest(%s::int4[], %s::int4[], %s::int8[], %s::float8[], %s::int2[], %s::int4[]) AS b(i, s, u, v, q, src)
     ON CONFLICT (indicator_id, subject_id, ts) DO NOTHING
-    RETURNING indicator_id, subject_id, ts, value, quality, source_id
+    RETURNING indicator_id, subject_id, ts
   ),
-  q AS (
-    INSERT INTO {rollups.QUEUE_TABLE} (indicator_id, subject_id, bucket, n, total, lo, hi, last_ts, last_value,
-                                       top_ts, top_value, top_quality, top_source)
-    SELECT indicator_id, subject_id, date_trunc('hour', ts AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',
-           count(*) FILTER (WHERE quality = 0), coalesce(sum(value) FILTER (WHERE quality = 0), 0),
-           min(value) FILTER (WHERE quality = 0), max(value) FILTER (WHERE quality = 0),
-           max(ts) FILTER (WHERE quality = 0), (array_agg(value ORDER BY ts DESC) FILTER (WHERE quality = 0))[1],
-           max(ts), (array_agg(value ORDER BY ts DESC))[1], (array_agg(quality ORDER BY ts DESC))[1],
-           (array_agg(source_id ORDER BY ts DESC))[1]
-    FROM ins GROUP BY 1, 2, 3
+  n AS (SELECT count(*) AS c FROM ins),
+  q AS ({_QUEUE_FROM_ARRAYS} WHERE (SELECT c FROM n) = %s
   )
-SELECT count(*),
-       CASE WHEN count(*) < %s THEN array_agg(ARRAY[indicator_id, subject_id] ORDER BY indicator_id, subject_id, ts)
-       END,
-       CASE WHEN count(*) < %s THEN array_agg(ts ORDER BY indicator_id, subject_id, ts) END
-FROM ins
+-- CASE runs its subqueries only when some rows were not inserted; both arrays read the same materialised rows in
+-- the same order.
+SELECT c, CASE WHEN c < %s THEN (SELECT array_agg(ARRAY[indicator_id, subject_id]) FROM ins) END,
+       CASE WHEN c < %s THEN (SELECT array_agg(ts) FROM ins) END
+FROM n
 """
 
 
@@ -626,6 +630,20 @@ def _array_texts(rows: Sequence[_RowT], micros: Mapping[Any, int]) -> list[str]:
             "{" + ",".join([str(micros[t]) for t in stamps]) + "}", "{" + ",".join(map(repr, values)) + "}",
             "{" + ",".join(map(str, qualities)) + "}",
             "{" + ",".join(["NULL" if s is None else str(s) for s in sources]) + "}"]
+
+
+def _queue_texts(deltas: Sequence[list[Any]], micros: Mapping[Any, int]) -> list[str]:
+    """Rollup deltas (from _queue_rows) as PostgreSQL array literals, times as Unix microseconds."""
+    def text(values: Iterable[Any]) -> str:
+        return "{" + ",".join(["NULL" if v is None else repr(v) for v in values]) + "}"
+
+    def stamps(values: Iterable[Any]) -> str:
+        return "{" + ",".join(["NULL" if v is None else str(micros[v]) for v in values]) + "}"
+
+    cols = list(zip(*deltas, strict=True))
+    hours = "{" + ",".join([str(int(h.timestamp()) * 1_000_000) for h in cols[2]]) + "}"
+    return [text(cols[0]), text(cols[1]), hours, text(cols[3]), text(cols[4]), text(cols[5]), text(cols[6]),
+            stamps(cols[7]), text(cols[8]), stamps(cols[9]), text(cols[10]), text(cols[11]), text(cols[12])]
 
 
 # PostgreSQL's binary COPY format (documented with COPY): a signature, then per row the field count and each field
@@ -707,16 +725,20 @@ def _write_postgresql(session: Session, ordered: list[_RowT], micros: Mapping[An
         return [], 0
     pg = session.connection().connection.driver_connection
     if len(ordered) <= _PG_SMALL_ROWS:
+        n = len(ordered)
         with pg.cursor() as cur:  # type: ignore[union-attr]
-            cur.execute(_PG_SMALL_WRITE, [*_array_texts(ordered, micros), len(ordered), len(ordered)])
+            cur.execute(_PG_SMALL_WRITE, [*_array_texts(ordered, micros), *_queue_texts(_queue_rows(ordered, micros),
+                                                                                         micros), n, n, n])
             accepted, pairs, times = cur.fetchone()  # type: ignore[misc]
-        if accepted == len(ordered):
-            new, flagged = ordered, out_of_range
-        else:
-            inserted = {(i, s, t) for (i, s), t in zip(pairs or [], times or [], strict=True)}
-            new = [r for r in ordered if r[:3] in inserted]
-            flagged = 0 if bounds is None else sum(
-                1 for r in new if r[4] == 2 and not bounds[r[0]][0] <= r[3] <= bounds[r[0]][1])
+            if accepted == n:
+                new, flagged = ordered, out_of_range
+            else:
+                inserted = {(i, s, t) for (i, s), t in zip(pairs or [], times or [], strict=True)}
+                new = [r for r in ordered if r[:3] in inserted]
+                flagged = 0 if bounds is None else sum(
+                    1 for r in new if r[4] == 2 and not bounds[r[0]][0] <= r[3] <= bounds[r[0]][1])
+                if new:
+                    cur.execute(_QUEUE_FROM_ARRAYS, _queue_texts(_queue_rows(new, micros), micros))
         if new:
             rollups.mark_queued(session)
         return new, flagged
