@@ -53,15 +53,18 @@ ANCHOR = "ThingsBoard on a 2-vCPU node: about 15,000 points/s at 95% CPU"
 # machine
 
 
-def cpu_times() -> tuple[float, float]:
-    """(busy, total) jiffies of the whole machine since boot."""
+def cpu_times() -> tuple[float, float, float]:
+    """(busy, total, steal) jiffies of the whole machine since boot; steal is CPU time the hypervisor gave to other
+    guests (counted in busy)."""
     fields = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)
-    return sum(fields) - idle, sum(fields)
+    return sum(fields) - idle, sum(fields), (fields[7] if len(fields) > 7 else 0.0)
 
 
 class CpuMeter:
-    """Share of all CPUs busy between start() and stop()."""
+    """Share of all CPUs busy between start() and stop(), and of it the share stolen by the hypervisor."""
+
+    steal = 0.0
 
     def start(self) -> CpuMeter:
         """Remember the counters now."""
@@ -69,9 +72,11 @@ class CpuMeter:
         return self
 
     def stop(self) -> float:
-        """Busy share since start, 0..1."""
-        busy, total = cpu_times()
-        return (busy - self._start[0]) / max(1e-9, total - self._start[1])
+        """Busy share since start, 0..1 (self.steal: the stolen share)."""
+        busy, total, steal = cpu_times()
+        span = max(1e-9, total - self._start[1])
+        self.steal = (steal - self._start[2]) / span
+        return (busy - self._start[0]) / span
 
 
 def process_cpu(pid: int, *, children: bool = False) -> float:
@@ -398,6 +403,7 @@ def run(seconds: float = 25.0, batch: int = 10_000, clients: int = 2, subjects: 
             drain = wait_folded(url)
             sending, elapsed = elapsed, elapsed + drain
             cpu_rest = meter.stop()
+            steal_rest = meter.steal
             server_cpu = process_cpu(process.pid, children=True) - server_before
             db_cpu = sum(process_cpu(pid) - db_before.get(pid, 0.0) for pid in database_backends(database))
         finally:
@@ -410,6 +416,7 @@ def run(seconds: float = 25.0, batch: int = 10_000, clients: int = 2, subjects: 
         meter = CpuMeter().start()
         copied, raw_elapsed, raw_latencies = copy_raw(url, chunks, clients)
         cpu_raw = meter.stop()
+        steal_raw = meter.steal
         gc.unfreeze()
         with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1)) as conn:
             version = str(conn.execute("SHOW server_version").fetchone()[0]).split()[0]  # type: ignore[index]
@@ -425,6 +432,7 @@ def run(seconds: float = 25.0, batch: int = 10_000, clients: int = 2, subjects: 
         "rest_p95_ms": percentile(latencies, 0.95) * 1000, "rest_cpu": cpu_rest,
         "raw_points": copied, "raw_seconds": raw_elapsed, "raw_per_s": raw_rate,
         "raw_p50_ms": percentile(raw_latencies, 0.5) * 1000, "raw_cpu": cpu_raw, "ratio": rest_rate / raw_rate,
+        "rest_steal": steal_rest, "raw_steal": steal_raw,
         "server_cpu_us_per_point": server_cpu / max(1, accepted) * 1e6,
         "db_cpu_us_per_point": db_cpu / max(1, accepted) * 1e6,
     }
@@ -464,7 +472,9 @@ def markdown(report: dict[str, Any], notes: str = "") -> str:
         f"PostgreSQL {report['postgres']} on the same machine; load average {report['load_start']} at the start "
         f"and {m['load']} at the end (the machine is shared with other work: compare the ratio).",
         "",
-        f"Saola in its own process (uvicorn, {report['workers']} worker, httptools, uvloop); {report['clients']} "
+        f"Saola in its own process (uvicorn, {report['workers']} worker{'s' if report['workers'] > 1 else ''}"
+        f"{' sharing a Redis bus (SAOLA_BUS_URL), as several workers must' if report['workers'] > 1 else ''}, "
+        f"httptools, uvloop); {report['clients']} "
         f"client threads POST pre-serialised JSON batches of {report['batch']:,} readings with keep-alive for "
         f"{report['seconds']:.0f} s: {report['subjects']:,} communes by 4 indicators, a reading a minute, "
         f"{report['minutes_per_batch']:g} minutes of each series per batch. Each batch "
@@ -477,13 +487,13 @@ def markdown(report: dict[str, Any], notes: str = "") -> str:
         "integer keys, COPYed (psycopg, binary) into a copy of the observations table over the same number of "
         "connections, one transaction per batch.",
         "",
-        "| path | points | points/s | p50 / p95 per batch | machine CPU busy |",
-        "|---|---:|---:|---:|---:|",
+        "| path | points | points/s | p50 / p95 per batch | machine CPU busy | of it stolen by the host |",
+        "|---|---:|---:|---:|---:|---:|",
         f"| REST, Saola | {report['points']:,} | {rest:,.0f} | {report['rest_p50_ms']:.0f} / "
-        f"{report['rest_p95_ms']:.0f} ms | {report['rest_cpu']:.0%} |",
+        f"{report['rest_p95_ms']:.0f} ms | {report['rest_cpu']:.0%} | {report.get('rest_steal', 0):.0%} |",
         f"| raw COPY | {report['raw_points']:,} | {raw:,.0f} | {report['raw_p50_ms']:.0f} ms | "
-        f"{report['raw_cpu']:.0%} |",
-        f"| REST / raw | | {report['ratio']:.2f} | | |",
+        f"{report['raw_cpu']:.0%} | {report.get('raw_steal', 0):.0%} |",
+        f"| REST / raw | | {report['ratio']:.2f} | | | |",
         "",
         f"CPU per point: Saola's process {report['server_cpu_us_per_point']:.1f} µs, the PostgreSQL backends "
         f"{report['db_cpu_us_per_point']:.1f} µs.",
@@ -494,7 +504,8 @@ def markdown(report: dict[str, Any], notes: str = "") -> str:
         lines += ["", notes]
     lines += ["", f"Reproduce: `python -m benchmarks.rest_ingest "
                   f"--seconds {round(report.get('send_seconds', report['seconds']))} "
-                  f"--batch {report['batch']} --clients {report['clients']} --subjects {report['subjects']} "
+                  f"--batch {report['batch']} --clients {report['clients']} --workers {report['workers']} "
+                  f"--subjects {report['subjects']} "
                   f"--minutes-per-batch {report['minutes_per_batch']:g}`", END]
     return "\n".join(lines)
 
