@@ -148,13 +148,17 @@ def test_dead_letters_follow_the_readers_scope(door: MqttDoor, session_factory, 
 
 def test_a_disabled_source_is_refused(door: MqttDoor, session_factory, client, user_headers, system) -> None:
     admin = user_headers("admin", "VN")
+    code = make_indicator(session_factory)
     source = new_source(session_factory)
+    publish(f"saola/{source.name}/observations", {"api_key": source.key, **reading(code, 0)})
+    wait_for(lambda: stored(session_factory, code) == 1)  # the key is now known (and cached)
     with session_factory() as session, session.begin():
         session.connection(execution_options={"sqlite_immediate": True})  # wait for the door's writes on SQLite
         set_active(session, actor=system, source_id=source.id, active=False)
-    publish(f"saola/{source.name}/observations", {"api_key": source.key, **reading("test.x", 0)})
-    [letter] = wait_for(lambda: dead_letters(client, admin, source=source.name))
+    publish(f"saola/{source.name}/observations", {"api_key": source.key, **reading(code, 1)})
+    [letter] = wait_for(lambda: dead_letters(client, admin, source=source.name))  # at once, not after a cache's life
     assert letter["reason"] == "invalid API key"
+    assert stored(session_factory, code) == 1
 
 
 def test_events_over_mqtt(door: MqttDoor, session_factory, monkeypatch) -> None:

@@ -42,18 +42,18 @@ from saola.core.ingest.service import DeadLetterIn, record_dead_letters, with_ev
 from saola.core.observations import service as observations
 from saola.core.observations.schemas import MAX_BATCH
 from saola.core.sources.models import Source
-from saola.core.sources.service import actor_for_source, source_by_key
+from saola.core.sources.service import authenticate_key
 from saola.db.engine import transaction
 from saola.interop.mqtt.client import FastSubscriber
 from saola.packs.manager import Registry, get_registry
 
 log = logging.getLogger(__name__)
 
+NAME_TTL = 30.0  # seconds the source a topic names is remembered (only to attribute dead letters)
 PREFIX = "saola"
 SUBSCRIPTION = f"{PREFIX}/#"
 KINDS = ("observations", "events")
 CHANNEL = "mqtt"
-KEY_TTL = 30.0  # seconds a verified key is trusted before the database is asked again (disable, rotate)
 MAX_DRAIN = 50_000  # messages taken from the queue for one round
 
 
@@ -84,7 +84,6 @@ class _Key:
     name: str | None
     actor: Actor | None
     reason: str | None
-    expires: float
 
 
 @dataclass
@@ -136,7 +135,8 @@ class MqttDoor:
         self.subscribed = threading.Event()
         self._queue: queue.SimpleQueue[Received] = queue.SimpleQueue()
         self._stop = threading.Event()
-        self._keys: dict[str, _Key] = {}
+        self._keys: dict[str, _Key] = {}  # this round's answers (the kernel's lookup cache keeps them between rounds)
+        self._keys_session: Session | None = None
         self._names: dict[str, tuple[int | None, float]] = {}
         self._worker = threading.Thread(target=self._work, name="saola-mqtt-worker", daemon=True)
         self.client = FastSubscriber(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
@@ -234,6 +234,15 @@ class MqttDoor:
         self.client.ack_many(mids)
 
     def _handle(self, batch: list[Received]) -> None:
+        self._keys.clear()
+        try:
+            self._handle_round(batch)
+        finally:
+            if self._keys_session is not None:
+                self._keys_session.close()
+                self._keys_session = None
+
+    def _handle_round(self, batch: list[Received]) -> None:
         dead: list[DeadLetterIn] = []
         groups: dict[tuple[int, str], list[_Accepted]] = {}
         for message in batch:
@@ -305,27 +314,22 @@ class MqttDoor:
         return _Accepted(message, known.source_id, name, kind, items, known.actor)
 
     def _key(self, key: str) -> _Key:
-        """Who a key belongs to, remembered for KEY_TTL seconds (refusals too, so bad keys cost no queries)."""
-        now = time.monotonic()
+        """Who a key belongs to: the kernel's answer (saola.core.authenticate_key, cached a few seconds and dropped
+        when the source is disabled or its key rotated), asked once per key and round."""
         known = self._keys.get(key)
-        if known is not None and known.expires > now:
+        if known is not None:
             return known
-        if len(self._keys) > 10_000:
-            self._keys.clear()
-        with self.session_factory() as session:
-            try:
-                source = source_by_key(session, key)
-            except Unauthorized:
-                known = _Key(None, None, None, "invalid API key", now + KEY_TTL)
+        if self._keys_session is None:
+            self._keys_session = self.session_factory()
+        try:
+            identity = authenticate_key(self._keys_session, key)
+        except Unauthorized as exc:
+            known = _Key(None, None, None, exc.message)
+        else:
+            if identity.is_demo and not self.settings.demo_mode:
+                known = _Key(None, None, None, "demo source keys are refused outside demo mode")
             else:
-                if source.is_demo and not self.settings.demo_mode:
-                    known = _Key(None, None, None, "demo source keys are refused outside demo mode", now + KEY_TTL)
-                else:
-                    try:
-                        actor = actor_for_source(session, source)
-                        known = _Key(source.id, source.name, actor, None, now + KEY_TTL)
-                    except Unauthorized as exc:
-                        known = _Key(None, None, None, exc.message, now + KEY_TTL)
+                known = _Key(identity.source_id, identity.name, identity.actor, None)
         self._keys[key] = known
         return known
 
@@ -339,7 +343,7 @@ class MqttDoor:
             self._names.clear()
         with self.session_factory() as session:
             source_id = session.scalar(select(Source.id).where(Source.name == name[:80]))
-        self._names[name] = (source_id, now + KEY_TTL)
+        self._names[name] = (source_id, now + NAME_TTL)
         return source_id
 
     # -- writing ---------------------------------------------------------------------------------------------
