@@ -195,6 +195,41 @@ def test_rollups_match_raw_with_duplicates_and_resend(session_factory) -> None:
     assert latest is not None and latest.ts == readings[-1][0] and latest.value == readings[-1][1]
 
 
+@pytest.mark.parametrize("size", [1, 12, 31, 40, 700])
+def test_rollups_stay_exact_for_every_batch_size(session_factory, size: int) -> None:
+    # On PostgreSQL a few readings go in one statement with their rollup deltas, more by COPY; both must give the
+    # same rollups, with a re-sent reading, a copy within the batch and an out-of-range value among them.
+    code = make_indicator(session_factory, min_value=0, max_value=100)
+    readings = [(T0 + timedelta(minutes=13 * k), float((k * 29) % 97)) for k in range(90)]
+    sent = 0
+    while sent < len(readings):
+        chunk = readings[max(0, sent - 1):sent + size]  # each batch repeats the last reading of the one before
+        batch = [row(code, ts, v) for ts, v in chunk]
+        batch.append(row(code, chunk[-1][0], 99.5))  # a later copy within the batch wins
+        if sent == 0:
+            batch.append(row(code, T0 - timedelta(minutes=1), 500.0))  # out of range: stored as bad
+        result = ingest(session_factory, batch)
+        assert result.duplicates == len(batch) - result.accepted
+        sent += size
+    with session_factory() as session:
+        ind_id = indicator_id(session, code)
+        sid = session.scalar(select(Subject.id).where(Subject.key == f"u:{WARD}"))
+        stored = [(o.ts, o.value, o.quality) for o in session.scalars(
+            select(Observation).where(Observation.indicator_id == ind_id, Observation.subject_id == sid))]
+        hourly = _stored_rollups(session, HourlyRollup, ind_id, sid)
+        daily = _stored_rollups(session, DailyRollup, ind_id, sid)
+        latest = session.get(LatestObservation, (ind_id, sid))
+    assert len(stored) == len(readings) + 1 and sum(1 for *_, q in stored if q == 2) == 1
+    for got, want in ((hourly, _expected_rollups(stored, lambda ts: ts.replace(minute=0, second=0, microsecond=0))),
+                      (daily, _expected_rollups(stored, _local_day))):
+        assert got.keys() == want.keys()
+        for b, (n, total, lo, hi, last) in want.items():
+            assert got[b][0] == n and got[b][2:] == (lo, hi, last)
+            assert got[b][1] == pytest.approx(total)
+    newest = max(stored)
+    assert latest is not None and (latest.ts, latest.value) == (newest[0], newest[1])
+
+
 def test_daily_bucket_cuts_at_local_midnight(client: TestClient, admin_headers, session_factory) -> None:
     code = make_indicator(session_factory, aggregation="sum")
     before_midnight = datetime(2026, 10, 5, 16, 59, 59, tzinfo=UTC)  # 23:59:59 in Vietnam
