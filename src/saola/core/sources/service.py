@@ -134,14 +134,15 @@ def source_by_key(session: Session, api_key: str) -> Source:
 def authenticate_key(session: Session, api_key: str) -> SourceIdentity:
     """Who an API key belongs to, kept for a few seconds (saola.core.cache); refusals are kept too, so a wrong
     key costs no query. Unauthorized when the key is refused."""
-    found = _IDENTITIES.get(session, api_key)
+    cache_key = hashlib.sha256(api_key.encode("utf-8", "replace")).digest()  # no plaintext keys kept in memory
+    found = _IDENTITIES.get(session, cache_key)
     if found is MISSING:
         try:
             source = source_by_key(session, api_key)
             found = SourceIdentity(actor_for_source(session, source), source.id, source.name, source.is_demo)
         except Unauthorized as exc:
             found = SourceIdentity(None, None, None, False, exc.message)
-        _IDENTITIES.put(session, api_key, found)
+        _IDENTITIES.put(session, cache_key, found)
     if found.refusal is not None:
         raise Unauthorized(found.refusal)
     return found
