@@ -152,6 +152,29 @@ def _local_day(ts: datetime) -> datetime:
     return datetime(local.year, local.month, local.day, tzinfo=UTC) - timedelta(hours=7)
 
 
+def _stored_series(session_factory: sessionmaker[Session], code: str) -> tuple[list[tuple[datetime, float, int]],
+                                                                                dict, dict, Any]:
+    """An indicator's raw readings at WARD as (ts, value, quality), its hourly and daily rollups and latest value."""
+    with session_factory() as session:
+        ind_id = indicator_id(session, code)
+        sid = session.scalar(select(Subject.id).where(Subject.key == f"u:{WARD}"))
+        stored = [(o.ts, o.value, o.quality) for o in session.scalars(
+            select(Observation).where(Observation.indicator_id == ind_id, Observation.subject_id == sid))]
+        return (stored, _stored_rollups(session, HourlyRollup, ind_id, sid),
+                _stored_rollups(session, DailyRollup, ind_id, sid), session.get(LatestObservation, (ind_id, sid)))
+
+
+def _assert_rollups_of(stored: list[tuple[datetime, float, int]], hourly: dict, daily: dict) -> None:
+    """The rollups are exactly those of the good raw readings: by UTC hour, and by local (UTC+7) day."""
+    want_h = _expected_rollups(stored, lambda ts: ts.replace(minute=0, second=0, microsecond=0))
+    want_d = _expected_rollups(stored, _local_day)
+    assert hourly.keys() == want_h.keys() and daily.keys() == want_d.keys()
+    for got, want in ((hourly, want_h), (daily, want_d)):
+        for b, (n, total, lo, hi, last) in want.items():
+            assert got[b][0] == n and got[b][2:] == (lo, hi, last)
+            assert got[b][1] == pytest.approx(total)
+
+
 def test_rollups_match_raw_with_duplicates_and_resend(session_factory) -> None:
     code = make_indicator(session_factory, min_value=0, max_value=1000)
     # Readings every 7 minutes over ~3 local days, in two batches that overlap in time order.
@@ -173,24 +196,11 @@ def test_rollups_match_raw_with_duplicates_and_resend(session_factory) -> None:
         "observations": 0, "observation_rollups_hourly": 0, "observation_rollups_daily": 0,
         "observation_latest": 0, "subjects": 0, "outbox": 1}
 
-    with session_factory() as session:
-        ind_id = indicator_id(session, code)
-        sid = session.scalar(select(Subject.id).where(Subject.key == f"u:{WARD}"))
-        stored = [(o.ts, o.value, o.quality) for o in session.scalars(
-            select(Observation).where(Observation.indicator_id == ind_id, Observation.subject_id == sid))]
-        assert len(stored) == 700
-        by_ts = {ts: v for ts, v, _ in stored}
-        assert by_ts[readings[500][0]] == 999.0 and by_ts[readings[360][0]] == readings[360][1]
-        hourly = _stored_rollups(session, HourlyRollup, ind_id, sid)
-        daily = _stored_rollups(session, DailyRollup, ind_id, sid)
-        latest = session.get(LatestObservation, (ind_id, sid))
-    want_h = _expected_rollups(stored, lambda ts: ts.replace(minute=0, second=0, microsecond=0))
-    want_d = _expected_rollups(stored, _local_day)
-    assert hourly.keys() == want_h.keys() and daily.keys() == want_d.keys()
-    for got, want in ((hourly, want_h), (daily, want_d)):
-        for b, (n, total, lo, hi, last) in want.items():
-            assert got[b][0] == n and got[b][2:] == (lo, hi, last)
-            assert got[b][1] == pytest.approx(total)
+    stored, hourly, daily, latest = _stored_series(session_factory, code)
+    assert len(stored) == 700
+    by_ts = {ts: v for ts, v, _ in stored}
+    assert by_ts[readings[500][0]] == 999.0 and by_ts[readings[360][0]] == readings[360][1]
+    _assert_rollups_of(stored, hourly, daily)
     assert len(daily) == 5  # 22:00 local Oct 1 to 07:40 local Oct 5
     assert latest is not None and latest.ts == readings[-1][0] and latest.value == readings[-1][1]
 
@@ -211,21 +221,9 @@ def test_rollups_stay_exact_for_every_batch_size(session_factory, size: int) -> 
         result = ingest(session_factory, batch)
         assert result.duplicates == len(batch) - result.accepted
         sent += size
-    with session_factory() as session:
-        ind_id = indicator_id(session, code)
-        sid = session.scalar(select(Subject.id).where(Subject.key == f"u:{WARD}"))
-        stored = [(o.ts, o.value, o.quality) for o in session.scalars(
-            select(Observation).where(Observation.indicator_id == ind_id, Observation.subject_id == sid))]
-        hourly = _stored_rollups(session, HourlyRollup, ind_id, sid)
-        daily = _stored_rollups(session, DailyRollup, ind_id, sid)
-        latest = session.get(LatestObservation, (ind_id, sid))
+    stored, hourly, daily, latest = _stored_series(session_factory, code)
     assert len(stored) == len(readings) + 1 and sum(1 for *_, q in stored if q == 2) == 1
-    for got, want in ((hourly, _expected_rollups(stored, lambda ts: ts.replace(minute=0, second=0, microsecond=0))),
-                      (daily, _expected_rollups(stored, _local_day))):
-        assert got.keys() == want.keys()
-        for b, (n, total, lo, hi, last) in want.items():
-            assert got[b][0] == n and got[b][2:] == (lo, hi, last)
-            assert got[b][1] == pytest.approx(total)
+    _assert_rollups_of(stored, hourly, daily)
     newest = max(stored)
     assert latest is not None and (latest.ts, latest.value) == (newest[0], newest[1])
 
@@ -714,17 +712,9 @@ def test_big_batches_with_stored_readings_keep_rollups_exact(session_factory) ->
     second = ingest(session_factory, [row(code, ts, v) for ts, v in readings[600:]])
     assert (first.accepted, first.duplicates) == (900, 0)
     assert (second.accepted, second.duplicates) == (600, 300)
-    with session_factory() as session:
-        ind_id = indicator_id(session, code)
-        sid = session.scalar(select(Subject.id).where(Subject.key == f"u:{WARD}"))
-        stored = [(o.ts, o.value, o.quality) for o in session.scalars(
-            select(Observation).where(Observation.indicator_id == ind_id, Observation.subject_id == sid))]
-        hourly = _stored_rollups(session, HourlyRollup, ind_id, sid)
-        latest = session.get(LatestObservation, (ind_id, sid))
+    stored, hourly, daily, latest = _stored_series(session_factory, code)
     assert len(stored) == 1500
-    want = _expected_rollups(stored, lambda ts: ts.replace(minute=0, second=0, microsecond=0))
-    assert {b: (n, lo, hi, last) for b, (n, _t, lo, hi, last) in want.items()} == {
-        b: (g[0], *g[2:]) for b, g in hourly.items()}
+    _assert_rollups_of(stored, hourly, daily)
     assert latest is not None and latest.ts == readings[-1][0]
 
 
