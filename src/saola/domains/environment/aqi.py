@@ -44,24 +44,28 @@ class Level:
     label_vi: str
     label_en: str
     color: str
-    rgb: tuple[int, int, int]
+
+    @property
+    def rgb(self) -> tuple[int, int, int]:
+        """The colour as the decision prints it, (R, G, B)."""
+        return int(self.color[1:3], 16), int(self.color[3:5], 16), int(self.color[5:7], 16)
 
 
 VN_LEVELS: tuple[Level, ...] = (
-    Level(1, 0, 50, "Tốt", "Good", "#00e400", (0, 228, 0)),
-    Level(2, 51, 100, "Trung bình", "Moderate", "#ffff00", (255, 255, 0)),
-    Level(3, 101, 150, "Kém", "Poor", "#ff7e00", (255, 126, 0)),
-    Level(4, 151, 200, "Xấu", "Bad", "#ff0000", (255, 0, 0)),
-    Level(5, 201, 300, "Rất xấu", "Very bad", "#8f3f97", (143, 63, 151)),
-    Level(6, 301, 500, "Nguy hại", "Hazardous", "#7e0023", (126, 0, 35)),
+    Level(1, 0, 50, "Tốt", "Good", "#00e400"),
+    Level(2, 51, 100, "Trung bình", "Moderate", "#ffff00"),
+    Level(3, 101, 150, "Kém", "Poor", "#ff7e00"),
+    Level(4, 151, 200, "Xấu", "Bad", "#ff0000"),
+    Level(5, 201, 300, "Rất xấu", "Very bad", "#8f3f97"),
+    Level(6, 301, 500, "Nguy hại", "Hazardous", "#7e0023"),
 )
 US_LEVELS: tuple[Level, ...] = (
-    Level(1, 0, 50, "Tốt", "Good", "#00e400", (0, 228, 0)),
-    Level(2, 51, 100, "Trung bình", "Moderate", "#ffff00", (255, 255, 0)),
-    Level(3, 101, 150, "Không tốt cho nhóm nhạy cảm", "Unhealthy for sensitive groups", "#ff7e00", (255, 126, 0)),
-    Level(4, 151, 200, "Có hại", "Unhealthy", "#ff0000", (255, 0, 0)),
-    Level(5, 201, 300, "Rất có hại", "Very unhealthy", "#8f3f97", (143, 63, 151)),
-    Level(6, 301, 500, "Nguy hại", "Hazardous", "#7e0023", (126, 0, 35)),
+    Level(1, 0, 50, "Tốt", "Good", "#00e400"),
+    Level(2, 51, 100, "Trung bình", "Moderate", "#ffff00"),
+    Level(3, 101, 150, "Không tốt cho nhóm nhạy cảm", "Unhealthy for sensitive groups", "#ff7e00"),
+    Level(4, 151, 200, "Có hại", "Unhealthy", "#ff0000"),
+    Level(5, 201, 300, "Rất có hại", "Very unhealthy", "#8f3f97"),
+    Level(6, 301, 500, "Nguy hại", "Hazardous", "#7e0023"),
 )
 
 
