@@ -620,31 +620,33 @@ FROM n
 """
 
 
-def _array_texts(rows: Sequence[_RowT], micros: Mapping[Any, int]) -> list[str]:
-    """The rows' columns as PostgreSQL array literals (times as Unix microseconds).
+def _pg_array(values: Iterable[Any]) -> str:
+    """A PostgreSQL array literal of numbers (None: NULL).
 
     psycopg adapts a Python list element by element; joining the text in one call is several times cheaper, and
     repr() of a float is its shortest exact form, which PostgreSQL reads back to the same double.
     """
+    return "{" + ",".join(["NULL" if v is None else repr(v) for v in values]) + "}"
+
+
+def _pg_micros(stamps: Iterable[Any], micros: Mapping[Any, int]) -> str:
+    """A PostgreSQL array literal of times as Unix microseconds (None: NULL)."""
+    return _pg_array([None if t is None else micros[t] for t in stamps])
+
+
+def _array_texts(rows: Sequence[_RowT], micros: Mapping[Any, int]) -> list[str]:
+    """The rows' columns as PostgreSQL array literals (times as Unix microseconds)."""
     iids, sids, stamps, values, qualities, sources = zip(*rows, strict=True)
-    return ["{" + ",".join(map(str, iids)) + "}", "{" + ",".join(map(str, sids)) + "}",
-            "{" + ",".join([str(micros[t]) for t in stamps]) + "}", "{" + ",".join(map(repr, values)) + "}",
-            "{" + ",".join(map(str, qualities)) + "}",
-            "{" + ",".join(["NULL" if s is None else str(s) for s in sources]) + "}"]
+    return [_pg_array(iids), _pg_array(sids), _pg_micros(stamps, micros), _pg_array(values), _pg_array(qualities),
+            _pg_array(sources)]
 
 
 def _queue_texts(deltas: Sequence[list[Any]], micros: Mapping[Any, int]) -> list[str]:
     """Rollup deltas (from _queue_rows) as PostgreSQL array literals, times as Unix microseconds."""
-    def text(values: Iterable[Any]) -> str:
-        return "{" + ",".join(["NULL" if v is None else repr(v) for v in values]) + "}"
-
-    def stamps(values: Iterable[Any]) -> str:
-        return "{" + ",".join(["NULL" if v is None else str(micros[v]) for v in values]) + "}"
-
     cols = list(zip(*deltas, strict=True))
-    hours = "{" + ",".join([str(int(h.timestamp()) * 1_000_000) for h in cols[2]]) + "}"
-    return [text(cols[0]), text(cols[1]), hours, text(cols[3]), text(cols[4]), text(cols[5]), text(cols[6]),
-            stamps(cols[7]), text(cols[8]), stamps(cols[9]), text(cols[10]), text(cols[11]), text(cols[12])]
+    hours = _pg_array([int(h.timestamp()) * 1_000_000 for h in cols[2]])
+    return [_pg_array(cols[0]), _pg_array(cols[1]), hours, *map(_pg_array, cols[3:7]), _pg_micros(cols[7], micros),
+            _pg_array(cols[8]), _pg_micros(cols[9], micros), *map(_pg_array, cols[10:13])]
 
 
 # PostgreSQL's binary COPY format (documented with COPY): a signature, then per row the field count and each field
