@@ -43,6 +43,7 @@ from rich.table import Table
 from sqlalchemy import select
 
 from benchmarks.docs_section import replace_section
+from benchmarks.rest_ingest import CpuMeter
 from benchmarks.rules_ingest import LEVEL, PROVINCE, STREAM, T0, _prepared
 from benchmarks.scratch import percentile as _percentile
 from saola.config import Settings
@@ -57,12 +58,6 @@ from saola.db.engine import make_session_factory, transaction
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 START, END = "<!-- alert-latency:start -->", "<!-- alert-latency:end -->"
 console = Console()
-
-
-def _cpu_counters() -> tuple[float, float]:
-    """(steal, total) jiffies of the machine: time the hypervisor gave this virtual machine's CPUs to others."""
-    fields = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return (fields[7] if len(fields) > 7 else 0.0), sum(fields)
 
 
 def _serve(url: str, data_dir: str, port: int, ready: Any, stop: Any, results: Any) -> None:
@@ -214,7 +209,7 @@ def latency(backend: str, *, rules: int, firing_rules: int, rate: int, batch: in
                 raise RuntimeError("the stream did not connect")
             headers = {"X-API-Key": key, "Content-Type": "application/json"}
             start = time.monotonic() + 0.2
-            counters = _cpu_counters()
+            meter = CpuMeter().start()  # its steal: CPU the hypervisor gave to other guests meanwhile
             due = {ts: start + k * interval for k, (ts, _) in enumerate(bodies)}
             posts: list[float] = []
             failures: list[BaseException] = []
@@ -241,8 +236,8 @@ def latency(backend: str, *, rules: int, firing_rules: int, rate: int, batch: in
             if failures:
                 raise failures[0]
             elapsed = time.monotonic() - start
-            steal_end = _cpu_counters()
-            steal = (steal_end[0] - counters[0]) / max(1.0, steal_end[1] - counters[1])
+            meter.stop()
+            steal = meter.steal
             deadline = time.monotonic() + 10  # let the last frames arrive
             while (sum(map(len, reader.alerts.values())) < 2 * total or len(reader.readings) < total) \
                     and time.monotonic() < deadline:
