@@ -9,10 +9,11 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from saola.bus import InProcessBus, Message, configure_bus, get_bus, make_bus, parse_id, set_bus
-from saola.bus.memory import ReplayRing
+from saola.bus import InProcessBus, Message, codec, configure_bus, get_bus, make_bus, parse_id, set_bus
+from saola.bus.memory import ReplayRing, item_count
 from saola.bus.redis_stream import MIN_KEPT, RedisBus
 from saola.config import Settings
+from saola.core.observations.live import LiveReadings
 from tests.ingest.conftest import wait_for
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -148,3 +149,64 @@ def test_configure_bus_follows_the_setting(stream_name: str) -> None:
         set_bus(original)
         if current is not original:
             current.close()
+
+
+def _readings() -> LiveReadings:
+    # Two series: pm25 at unit 24781 (two readings), temp at a station entity (one reading).
+    return LiveReadings([("env.pm25", "24781", None), ("env.temp", "24781", "5d1c0a52-0000-4000-8000-000000000001")],
+                        [2, 3], ["2026-12-02T01:00:00+00:00", "2026-12-02T01:01:00+00:00"], [0, 1, 1],
+                        [12.5, 13.25, 28.0], [0, 1, 0])
+
+
+def test_live_readings_read_as_the_item_dictionaries_they_replace() -> None:
+    readings = _readings()
+    items = list(readings)
+    assert len(readings) == 3 and items == [
+        {"indicator": "env.pm25", "unit": "24781", "entity": None, "ts": "2026-12-02T01:00:00+00:00",
+         "value": 12.5, "quality": 0},
+        {"indicator": "env.pm25", "unit": "24781", "entity": None, "ts": "2026-12-02T01:01:00+00:00",
+         "value": 13.25, "quality": 1},
+        {"indicator": "env.temp", "unit": "24781", "entity": "5d1c0a52-0000-4000-8000-000000000001",
+         "ts": "2026-12-02T01:01:00+00:00", "value": 28.0, "quality": 0},
+    ]
+    assert [readings[k] for k in range(3)] == items and readings[-1] == items[2] and readings[1:] == items[1:]
+    with pytest.raises(IndexError):
+        readings[3]
+    assert [r[:2] + r[3:] for r in readings.runs()] == [("env.pm25", "24781", 0, 2), ("env.temp", "24781", 2, 3)]
+    assert readings.where(lambda code, _unit, entity: entity is not None) == items[2:]
+    assert readings.where(lambda code, _unit, _entity: code == "env.pm25") == items[:2]
+
+
+def test_codec_packs_registered_values_and_leaves_the_rest_as_json() -> None:
+    data = {"items": _readings(), "when": uuid.UUID(int=7), "n": 1}
+    back = codec.decode(codec.encode(data))
+    assert isinstance(back["items"], LiveReadings) and list(back["items"]) == list(data["items"])
+    assert back["when"] == str(uuid.UUID(int=7)) and back["n"] == 1
+    # A packed value of a class this process does not know stays plain JSON rather than failing the message.
+    unknown = codec.decode(b'{"items": {"$packed": "nobody", "x": [1]}}')
+    assert unknown["items"] == {"$packed": "nobody", "x": [1]}
+
+
+def test_an_ingested_batch_crosses_redis_as_packed_readings(stream_name: str) -> None:
+    a = RedisBus(REDIS_URL, stream=stream_name, block_ms=200)
+    b = RedisBus(REDIS_URL, stream=stream_name, block_ms=200)
+    try:
+        heard: list[Message] = []
+        b.subscribe("observations.*", heard.append)
+        sent = a.publish("observations.ingested", {"batch_id": "x", "items": _readings()})
+        wait_for(lambda: len(heard) == 1)
+        got = heard[0].data["items"]
+        assert isinstance(got, LiveReadings) and list(got) == list(_readings())
+        assert b.ring.after(None, 10).messages[0].id == sent.id
+        # The stream's bound counts the readings, not the one message that carries them.
+        assert item_count(heard[0].data) == 3
+        # Replayed from the stream itself by a worker that started later: the same readings.
+        c = RedisBus(REDIS_URL, stream=stream_name, block_ms=200)
+        try:
+            (again,) = c.replay("0-1").messages
+            assert list(again.data["items"]) == list(_readings())
+        finally:
+            c.close()
+    finally:
+        a.close()
+        b.close()

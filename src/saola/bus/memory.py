@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -34,6 +34,12 @@ class Message:
 
 
 Handler = Callable[[Message], None]
+
+
+def item_count(data: dict[str, Any]) -> int:
+    """How many items a message carries (an ingested batch's rows), for the replay window's bound."""
+    items = data.get("items")
+    return len(items) if isinstance(items, Sized) and not isinstance(items, (str, bytes, dict)) else 0
 
 
 def parse_id(message_id: str | None) -> tuple[int, int] | None:
@@ -67,8 +73,7 @@ class ReplayRing:
 
     def append(self, key: tuple[int, int], message: Message) -> None:
         """Keep a message (keys must grow); evict what falls out of the window."""
-        items = message.data.get("items")
-        n = len(items) if isinstance(items, list) else 0
+        n = item_count(message.data)
         now = time.monotonic()
         with self._lock:
             ring = self._ring

@@ -15,9 +15,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 import redis
 
+from saola.bus import codec
 from saola.bus.memory import (
     REPLAY_ITEMS,
     REPLAY_MESSAGES,
@@ -26,6 +26,7 @@ from saola.bus.memory import (
     Message,
     Replay,
     ReplayRing,
+    item_count,
     parse_id,
 )
 
@@ -33,10 +34,6 @@ log = logging.getLogger(__name__)
 
 STREAM = "saola:bus"
 MIN_KEPT = 10  # entries the stream keeps however large they are
-
-
-def _encode(data: dict[str, Any]) -> bytes:
-    return orjson.dumps(data, default=str)
 
 
 class RedisBus:
@@ -80,10 +77,9 @@ class RedisBus:
         # The stream keeps the same window as the in-memory ring: at most max_messages entries and, for messages
         # that carry items (an ingested batch), about replay_items items, or a few thousand 10,000-reading
         # batches would hold gigabytes in Redis.
-        items = data.get("items")
-        n = len(items) if isinstance(items, list) else 0
+        n = item_count(data)
         keep = max(MIN_KEPT, min(self.max_messages, self.replay_items // n)) if n else self.max_messages
-        entry_id = self._client.xadd(self.stream, {"t": topic, "d": _encode(data)}, maxlen=keep, approximate=True)
+        entry_id = self._client.xadd(self.stream, {"t": topic, "d": codec.encode(data)}, maxlen=keep, approximate=True)
         return Message(topic, data, entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id))
 
     def last_id(self) -> str:
@@ -115,7 +111,7 @@ class RedisBus:
 
     @staticmethod
     def _decode(entry_id: bytes, fields: dict[bytes, bytes]) -> Message:
-        return Message(fields[b"t"].decode(), orjson.loads(fields[b"d"]), entry_id.decode())
+        return Message(fields[b"t"].decode(), codec.decode(fields[b"d"]), entry_id.decode())
 
     def _read_forever(self) -> None:
         pause = 0.5

@@ -48,6 +48,7 @@ from saola.core.health.metrics import OBSERVATIONS_INGESTED
 from saola.core.indicators.models import Indicator
 from saola.core.indicators.service import IndicatorRef, indicators_by_code, local_to_utc
 from saola.core.observations import rollups
+from saola.core.observations.live import LiveReadings
 from saola.core.observations.models import DailyRollup, HourlyRollup, LatestObservation, Observation, Subject
 from saola.core.observations.schemas import (
     MAX_BATCH,
@@ -482,18 +483,26 @@ def _local_day_text(hour: str) -> str:
 
 
 def _live_items(new: Sequence[_RowT], indicators: Mapping[str, IndicatorRef], subjects: Sequence[_Subject],
-                moments: Mapping[Any, tuple[float, Any, str, int] | None]) -> list[dict[str, Any]]:
-    """The new rows, JSON-ready, for subscribers on this node (the rules engine, the live stream)."""
+                moments: Mapping[Any, tuple[float, Any, str, int] | None]) -> LiveReadings:
+    """The new rows, in runs of one series, for subscribers (the rules engine, the live stream, packs)."""
     code_of = {ref.id: code for code, ref in indicators.items()}
     unit_of = {s.id: s.unit_code for s in subjects}
     entity_of = {s.id: str(s.entity_id) if s.entity_id else None for s in subjects}
-    iso_of = {m[1]: m[2] for m in moments.values() if m is not None}
-    out: list[dict[str, Any]] = []
+    times: list[str] = []
+    position: dict[Any, int] = {}
+    for m in moments.values():
+        if m is not None and m[1] not in position:
+            position[m[1]] = len(times)
+            times.append(m[2])
+    series: list[tuple[str, str, str | None]] = []
+    ends: list[int] = []
+    end = 0
     for (iid, sid), group in groupby(new, key=itemgetter(0, 1)):  # rows of a series are consecutive
-        code, unit, entity = code_of[iid], unit_of[sid], entity_of[sid]
-        out.extend([{"indicator": code, "unit": unit, "entity": entity, "ts": iso_of[r[2]], "value": r[3],
-                     "quality": r[4]} for r in group])
-    return out
+        series.append((code_of[iid], unit_of[sid], entity_of[sid]))
+        end += sum(1 for _ in group)
+        ends.append(end)
+    return LiveReadings(series, ends, times, [position[r[2]] for r in new], [r[3] for r in new],
+                        [r[4] for r in new])
 
 
 def _write_sqlite(session: Session, ordered: list[_RowT],

@@ -35,6 +35,7 @@ from saola.core.alerts.models import Alert
 from saola.core.entities.models import Entity
 from saola.core.events.schemas import SEVERITIES
 from saola.core.indicators.models import Indicator, IndicatorTarget
+from saola.core.observations.live import LiveReadings
 from saola.core.observations.models import LatestObservation, Subject
 from saola.core.rules.models import Rule
 from saola.core.rules.schemas import PARAMS_MODELS
@@ -511,13 +512,22 @@ class RulesEngine:
             return
         candidates, cached = self._candidates, self.candidates
         matched: list[tuple[dict[str, Any], tuple[Compiled, ...]]] = []
-        for item in items:
-            found = cached.get((item["indicator"], item["unit"]))
-            if found is None:
-                found = candidates(item["indicator"], item["unit"])
-                cached = self.candidates
-            if found:
-                matched.append((item, found))
+        if isinstance(items, LiveReadings):  # one lookup per series, items made only for the matched ones
+            for run in items.runs():
+                found = cached.get((run[0], run[1]))
+                if found is None:
+                    found = candidates(run[0], run[1])
+                    cached = self.candidates
+                if found:
+                    matched.extend([(item, found) for item in items.items_of(run)])
+        else:
+            for item in items:
+                found = cached.get((item["indicator"], item["unit"]))
+                if found is None:
+                    found = candidates(item["indicator"], item["unit"])
+                    cached = self.candidates
+                if found:
+                    matched.append((item, found))
         if not matched:
             return
         times: dict[str, float] = {}

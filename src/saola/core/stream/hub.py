@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from saola.bus import Bus, Message
+from saola.core.observations.live import LiveReadings
 from saola.core.units.models import Unit
 from saola.core.units.service import NATION_CODE
 
@@ -112,10 +113,13 @@ class StreamClient:
         data = message.data
         if family in _BATCHES:
             items = data.get("items")
-            if not isinstance(items, list):
+            if isinstance(items, LiveReadings):  # observations: kept or left out a series at a time
+                mine = items.where(lambda _i, unit, _e: self.national or self.sees_unit(unit))
+            elif isinstance(items, list):
+                mine = items if self.national else [
+                    i for i in items if isinstance(i, dict) and self.sees_unit(i.get("unit"))]
+            else:
                 return None
-            mine = items if self.national else [
-                i for i in items if isinstance(i, dict) and self.sees_unit(i.get("unit"))]
             if not mine:
                 return None
             body: dict[str, Any] = {"topic": topic, "id": data.get("id"), "items": mine}

@@ -36,6 +36,7 @@ from saola.core.auth.context import system_actor
 from saola.core.entities.models import Entity
 from saola.core.indicators.models import Indicator
 from saola.core.observations import service as observations
+from saola.core.observations.live import LiveReadings
 from saola.core.observations.models import HourlyRollup, LatestObservation, Subject
 from saola.db.engine import transaction
 from saola.db.upsert import upsert_rows
@@ -419,8 +420,12 @@ class AqiEngine:
 
     def process(self, items: Sequence[Mapping[str, Any]]) -> Outcome | None:
         """Fold a batch of new readings into the buckets and compute the indices of the hours it touched."""
-        relevant = [it for it in items if it.get("entity") and str(it["indicator"]).startswith("env.")
-                    and it["indicator"] not in _DERIVED]
+        if isinstance(items, LiveReadings):  # picked a series at a time
+            relevant = items.where(lambda code, _unit, entity: bool(entity) and code.startswith("env.")
+                                   and code not in _DERIVED)
+        else:
+            relevant = [it for it in items if it.get("entity") and str(it["indicator"]).startswith("env.")
+                        and it["indicator"] not in _DERIVED]
         if not relevant:
             return None
         stations = self._stations_only({it["entity"] for it in relevant})
