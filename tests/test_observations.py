@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -733,7 +734,8 @@ def test_queued_deltas_survive_and_fold_in_any_order(backend: str, session_facto
     ingest(session_factory, [row(code, T0 + timedelta(days=14, minutes=k), float(k)) for k in range(1, 90, 2)])
     with engine.begin() as conn:
         queued = [r._mapping for r in conn.execute(select(rollup_queue))]
-        assert len(queued) >= 4  # two hours of one series, from each batch
+        # One queue row per batch, each holding a delta for each of the two hours its readings span.
+        assert len(queued) == 2 and [len(r["hour_us"]) for r in queued] == [2, 2]
         conn.execute(rollup_queue.delete())
         conn.execute(rollup_queue.insert(), [dict(m) for m in reversed(queued)])
     rollups.folder(engine).folded = 0  # forget that this process folded anything: only the queue knows
@@ -769,3 +771,51 @@ def test_reads_in_the_ingesting_process_see_their_writes(backend: str, session_f
         assert not f.pending
     finally:
         f.interval = saved
+
+
+def test_upgrading_carries_deltas_queued_in_the_old_layout_over(backend: str) -> None:
+    """Migration 0302 turns queued one-row-per-delta rows into the array row, and the fold still gets them right."""
+    if backend != "postgresql":
+        pytest.skip("the queue is PostgreSQL's")
+    from sqlalchemy import create_engine
+
+    from saola.core.observations import rollups
+    from saola.db.migrate import upgrade
+    from tests.conftest import _drop_pg_database, _pg_database
+
+    name = f"saola_test_queue_{os.getpid()}"
+    url = _pg_database(name)
+    engine = create_engine(url)
+    try:
+        upgrade(url, "0301")
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO observation_rollup_queue VALUES "
+                "(1, 2, '2026-12-01 17:00+00', 2, 30.0, 10.0, 20.0, '2026-12-01 17:30+00', 20.0, "
+                " '2026-12-01 17:40+00', 99.0, 2, NULL), "
+                "(1, 2, '2026-12-01 17:00+00', 1, 5.0, 5.0, 5.0, '2026-12-01 17:10+00', 5.0, "
+                " '2026-12-01 17:10+00', 5.0, 0, 7), "
+                "(1, 2, '2026-12-01 18:00+00', 0, 0.0, NULL, NULL, NULL, NULL, '2026-12-01 18:05+00', -1.0, 2, 7), "
+                "(1, 2, '2026-12-01 17:00+00', 0, 0.0, NULL, NULL, NULL, NULL, '2026-12-01 17:20+00', 1e9, 2, 7)"))
+        upgrade(url)
+        with engine.begin() as conn:
+            (queued,) = conn.execute(text("SELECT * FROM observation_rollup_queue")).mappings()
+            assert queued["n"] == [2, 1, 0, 0] and queued["top_source"] == [0, 7, 7, 7]
+            assert queued["lo"] == [10.0, 5.0, 0.0, 0.0]  # a bucket with no good reading has zeros, not NULLs
+        assert rollups.fold(engine) == 2  # two (series, hour) keys
+        with engine.connect() as conn:
+            hourly = conn.execute(text(
+                "SELECT bucket, count, sum, min, max, last_ts, last_value FROM observation_rollups_hourly")).all()
+            daily = conn.execute(text("SELECT bucket, count, sum, min, max FROM observation_rollups_daily")).all()
+            latest = conn.execute(text("SELECT ts, value, quality, source_id FROM observation_latest")).one()
+        # Good readings only (the flagged-only bucket of 17:00 adds nothing, not even its zeros); the newest good one
+        # is the last; the hour with none has no rollup row.
+        assert [tuple(h[1:5]) for h in hourly] == [(3, 35.0, 5.0, 20.0)] and hourly[0][6] == 20.0
+        assert hourly[0][0] == datetime(2026, 12, 1, 17, tzinfo=UTC) and hourly[0][5].minute == 30
+        # 17:00 UTC is midnight in Hà Nội: the local day starts there.
+        assert daily == [(datetime(2026, 12, 1, 17, tzinfo=UTC), 3, 35.0, 5.0, 20.0)]
+        # The newest reading of any quality: 18:05, flagged, from source 7.
+        assert latest == (datetime(2026, 12, 1, 18, 5, tzinfo=UTC), -1.0, 2, 7)
+    finally:
+        engine.dispose()
+        _drop_pg_database(name)

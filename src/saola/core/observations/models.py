@@ -9,7 +9,20 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Column, Float, ForeignKey, Index, Integer, SmallInteger, String, Table, UniqueConstraint, Uuid
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Table,
+    UniqueConstraint,
+    Uuid,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from saola.db.base import Base
@@ -87,23 +100,15 @@ class LatestObservation(Base):
     source_id: Mapped[int | None] = mapped_column(Integer)
 
 
-# Rollup deltas waiting to be folded (PostgreSQL; see rollups.py): one row per (indicator, subject, UTC hour) of
-# an ingested batch, written in the batch's transaction. n, total, lo, hi, last_* cover its good readings (n = 0:
-# none); top_* is its newest reading of any quality, for the latest-value table. No key and no index: rows are
-# only appended by ingest and taken all at once by a fold, the cheapest table PostgreSQL has.
+# Rollup deltas waiting to be folded (PostgreSQL; see rollups.py): one row per ingest transaction, holding one delta
+# per (indicator, subject, UTC hour) of its new readings as parallel arrays (migration 0302). n, total, lo, hi and
+# last_* cover the bucket's good readings (n = 0: none, and the others are 0); top_* is its newest reading of any
+# quality, for the latest-value table (top_source 0: no source). Times are Unix microseconds. No key and no index:
+# rows are only appended by ingest and taken all at once by a fold.
 rollup_queue = Table(
     "observation_rollup_queue", Base.metadata,
-    Column("indicator_id", Integer, nullable=False),
-    Column("subject_id", Integer, nullable=False),
-    Column("bucket", UTCDateTime, nullable=False),
-    Column("n", Integer, nullable=False),
-    Column("total", Float, nullable=False),
-    Column("lo", Float),
-    Column("hi", Float),
-    Column("last_ts", UTCDateTime),
-    Column("last_value", Float),
-    Column("top_ts", UTCDateTime, nullable=False),
-    Column("top_value", Float, nullable=False),
-    Column("top_quality", SmallInteger, nullable=False),
-    Column("top_source", Integer),
+    *(Column(name, ARRAY(kind), nullable=False) for name, kind in (
+        ("indicator_id", Integer), ("subject_id", Integer), ("hour_us", BigInteger), ("n", Integer),
+        ("total", Float), ("lo", Float), ("hi", Float), ("last_us", BigInteger), ("last_value", Float),
+        ("top_us", BigInteger), ("top_value", Float), ("top_quality", SmallInteger), ("top_source", Integer))),
 )

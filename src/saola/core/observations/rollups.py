@@ -1,12 +1,12 @@
 """Folding queued rollup deltas into the hourly, daily and latest-value tables (PostgreSQL).
 
-On PostgreSQL an ingest transaction writes its readings and, in the same transaction, one small delta row per
-(indicator, subject, UTC hour) into observation_rollup_queue. Folding those deltas into the rollup and latest
-tables is a separate, short transaction that takes everything queued at once, so under load one fold serves many
-batches: three upserts per series per fold instead of three per series per batch, which was most of the cost
-of ingest. Every delta is commutative (counts and sums add, min and max, newest by time), so folds may run in
-any order and a crash between the two transactions loses nothing: the queue is durable and the next fold takes
-it.
+On PostgreSQL an ingest transaction writes its readings and, in the same transaction, one row into
+observation_rollup_queue holding a delta per (indicator, subject, UTC hour) of its new readings, as arrays. Folding
+those deltas into the rollup and latest tables is a separate, short transaction that takes everything queued at
+once, so under load one fold serves many batches: three upserts per series per fold instead of three per series per
+batch, which was most of the cost of ingest. Every delta is commutative (counts and sums add, min and max, newest by
+time), so folds may run in any order and a crash between the two transactions loses nothing: the queue is durable
+and the next fold takes it.
 
 When do reads see a batch? A background thread of the ingesting process folds `interval` seconds after a
 commit (SAOLA_ROLLUP_FOLD_MS, default 500 ms; at least the last fold's duration, so a busy database folds less
@@ -41,56 +41,66 @@ INTERVAL_OPTION = "saola_rollup_fold_seconds"  # engine execution option set by 
 _LOCK_KEY = 0x5A01A_0B5  # pg advisory lock: one fold at a time per database
 _READ_TABLES = frozenset({"observation_rollups_hourly", "observation_rollups_daily", "observation_latest"})
 
-QUEUE_COPY = (f"COPY {QUEUE_TABLE} (indicator_id, subject_id, bucket, n, total, lo, hi, last_ts, last_value, "
-              "top_ts, top_value, top_quality, top_source) FROM STDIN (FORMAT BINARY)")
-QUEUE_TYPES = ["int4", "int4", "timestamptz", "int4", "float8", "float8", "float8", "timestamptz", "float8",
-               "timestamptz", "float8", "int2", "int4"]
+QUEUE_COPY = f"COPY {QUEUE_TABLE} FROM STDIN (FORMAT BINARY)"  # one row of 13 arrays, in the table's column order
 
+_EPOCH = "timestamptz '1970-01-01 00:00:00+00'"
+_US = "interval '1 microsecond'"
+_DAY_US, _VN_OFFSET_US = 86_400_000_000, 25_200_000_000  # a local day is cut at UTC+7, as SQLite cuts days
 _UPSERT_SET = """
       count = r.count + excluded.count, sum = r.sum + excluded.sum,
       min = LEAST(r.min, excluded.min), max = GREATEST(r.max, excluded.max),
       last_value = CASE WHEN excluded.last_ts >= r.last_ts THEN excluded.last_value ELSE r.last_value END,
       last_ts = GREATEST(r.last_ts, excluded.last_ts)"""
-# One statement: take every queued delta, sum them per hour, per local day (fixed UTC+7, as SQLite cuts days)
-# and keep the newest reading per series. Keys are upserted in sorted order so that folds never deadlock.
+# One statement: take every queued row, unnest its deltas, sum them per hour (g), then per local day, and keep the
+# newest reading per series. The newest of a group is max(ARRAY[time, value, ...]) (arrays compare element by
+# element; Unix microseconds are exact in float8), which hashes, where an ordered array_agg sorted every group.
+# Buckets with no good reading (n = 0) carry zeros, which FILTER keeps out. Keys are upserted in sorted order so
+# that folds never deadlock.
 FOLD_SQL = f"""
 WITH q AS (DELETE FROM {QUEUE_TABLE} RETURNING *),
-  hourly AS (
-    SELECT indicator_id, subject_id, bucket, sum(n) AS n, sum(total) AS total, min(lo) AS lo, max(hi) AS hi,
-           max(last_ts) AS last_ts, (array_agg(last_value ORDER BY last_ts DESC))[1] AS last_value
-    FROM q WHERE n > 0 GROUP BY 1, 2, 3
+  d AS (
+    SELECT u.* FROM q, unnest(q.indicator_id, q.subject_id, q.hour_us, q.n, q.total, q.lo, q.hi, q.last_us,
+                              q.last_value, q.top_us, q.top_value, q.top_quality, q.top_source)
+                       AS u(i, s, h, n, t, lo, hi, lt, lv, tt, tv, tq, src)
   ),
-  h AS (
+  g AS MATERIALIZED (
+    SELECT i, s, h, sum(n) AS n, sum(t) AS t, min(lo) FILTER (WHERE n > 0) AS lo, max(hi) FILTER (WHERE n > 0) AS hi,
+           max(ARRAY[lt::float8, lv]) FILTER (WHERE n > 0) AS last, max(ARRAY[tt::float8, tv, tq, src]) AS top
+    FROM d GROUP BY i, s, h
+  ),
+  hourly AS (
     INSERT INTO observation_rollups_hourly AS r (indicator_id, subject_id, bucket, count, sum, min, max, last_ts,
                                                  last_value)
-    SELECT * FROM hourly ORDER BY 1, 2, 3
+    SELECT i, s, {_EPOCH} + h * {_US}, n, t, lo, hi, {_EPOCH} + last[1]::int8 * {_US}, last[2]
+    FROM g WHERE n > 0 ORDER BY i, s, h
     ON CONFLICT (indicator_id, subject_id, bucket) DO UPDATE SET {_UPSERT_SET}
   ),
-  d AS (
+  daily AS (
     INSERT INTO observation_rollups_daily AS r (indicator_id, subject_id, bucket, count, sum, min, max, last_ts,
                                                 last_value)
-    SELECT indicator_id, subject_id,
-           (date_trunc('day', (bucket AT TIME ZONE 'UTC') + interval '7 hours') - interval '7 hours')
-             AT TIME ZONE 'UTC',
-           sum(n), sum(total), min(lo), max(hi), max(last_ts), (array_agg(last_value ORDER BY last_ts DESC))[1]
-    FROM hourly GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+    SELECT i, s, {_EPOCH} + day * {_US}, n, t, lo, hi, {_EPOCH} + last[1]::int8 * {_US}, last[2]
+    FROM (SELECT i, s, (h + {_VN_OFFSET_US}) / {_DAY_US} * {_DAY_US} - {_VN_OFFSET_US} AS day, sum(n) AS n,
+                 sum(t) AS t, min(lo) AS lo, max(hi) AS hi, max(last) AS last
+          FROM g WHERE n > 0 GROUP BY 1, 2, 3) AS x
+    ORDER BY i, s, day
     ON CONFLICT (indicator_id, subject_id, bucket) DO UPDATE SET {_UPSERT_SET}
   ),
-  l AS (
+  latest AS (
     INSERT INTO observation_latest AS o (indicator_id, subject_id, ts, value, quality, source_id)
-    SELECT DISTINCT ON (indicator_id, subject_id) indicator_id, subject_id, top_ts, top_value, top_quality,
-           top_source
-    FROM q ORDER BY indicator_id, subject_id, top_ts DESC
+    SELECT i, s, {_EPOCH} + top[1]::int8 * {_US}, top[2], top[3]::int2, NULLIF(top[4]::int4, 0)
+    FROM (SELECT i, s, max(top) AS top FROM g GROUP BY 1, 2) AS x
+    ORDER BY i, s
     ON CONFLICT (indicator_id, subject_id) DO UPDATE SET ts = excluded.ts, value = excluded.value,
       quality = excluded.quality, source_id = excluded.source_id
     WHERE excluded.ts >= o.ts
   )
-SELECT count(*) FROM q
+SELECT count(*) FROM g
 """
 
 
 def fold(engine: Engine, *, wait: bool = True) -> int | None:
-    """Fold every queued delta into the rollup and latest tables; the deltas folded, None if another fold ran.
+    """Fold every queued delta into the rollup and latest tables; the (series, hour) keys folded, None if another
+    fold ran.
 
     wait=False returns None at once when another fold holds the lock (that fold, or the next, takes ours).
     """
@@ -247,7 +257,7 @@ def _fold_at_exit() -> None:
 
 
 def queue_depth(connection: Any) -> int:
-    """Deltas waiting to be folded (a psycopg or DB-API connection to PostgreSQL)."""
+    """Queued rows (ingest transactions) waiting to be folded (a psycopg or DB-API connection to PostgreSQL)."""
     cur = connection.cursor()
     try:
         cur.execute(f"SELECT count(*) FROM {QUEUE_TABLE}")

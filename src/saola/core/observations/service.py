@@ -20,6 +20,7 @@ from itertools import groupby
 from operator import itemgetter
 from typing import Any
 
+import numpy as np
 import orjson
 import psycopg
 from pydantic import TypeAdapter, ValidationError
@@ -599,14 +600,10 @@ FROM ins
 # by this statement (measured 2026-12-02; at 20 rows the two were even).
 _PG_SMALL_ROWS = 32
 _EPOCH_SQL = "timestamptz '1970-01-01 00:00:00+00'"
-_QUEUE_FROM_ARRAYS = f"""
-    INSERT INTO {rollups.QUEUE_TABLE} (indicator_id, subject_id, bucket, n, total, lo, hi, last_ts, last_value,
-                                       top_ts, top_value, top_quality, top_source)
-    SELECT i, s, {_EPOCH_SQL} + b * interval '1 microsecond', n, t, lo, hi,
-           {_EPOCH_SQL} + lt * interval '1 microsecond', lv, {_EPOCH_SQL} + tt * interval '1 microsecond', tv, tq, src
-    FROM unnest(%s::int4[], %s::int4[], %s::int8[], %s::int4[], %s::float8[], %s::float8[], %s::float8[],
-                %s::int8[], %s::float8[], %s::int8[], %s::float8[], %s::int2[], %s::int4[])
-         AS d(i, s, b, n, t, lo, hi, lt, lv, tt, tv, tq, src)"""
+# The queue row of rollup deltas from array literals (one per column of observation_rollup_queue).
+_QUEUE_ROW = ("SELECT %s::int4[], %s::int4[], %s::int8[], %s::int4[], %s::float8[], %s::float8[], %s::float8[], "
+              "%s::int8[], %s::float8[], %s::int8[], %s::float8[], %s::int2[], %s::int4[]")
+_QUEUE_INSERT = f"INSERT INTO {rollups.QUEUE_TABLE} {_QUEUE_ROW}"
 # The insert and, when every row was new (the usual case), the rollup deltas Python computed for them, in one
 # statement. When some rows were stored already the deltas are left out and the keys of the inserted rows come back,
 # for the caller to queue the deltas of those alone.
@@ -619,8 +616,7 @@ WITH ins AS (
     RETURNING indicator_id, subject_id, ts
   ),
   n AS (SELECT count(*) AS c FROM ins),
-  q AS ({_QUEUE_FROM_ARRAYS} WHERE (SELECT c FROM n) = %s
-  )
+  q AS ({_QUEUE_INSERT} WHERE (SELECT c FROM n) = %s)
 -- CASE runs its subqueries only when some rows were not inserted; both arrays read the same materialised rows in
 -- the same order.
 SELECT c, CASE WHEN c < %s THEN (SELECT array_agg(ARRAY[indicator_id, subject_id]) FROM ins) END,
@@ -638,24 +634,11 @@ def _pg_array(values: Iterable[Any]) -> str:
     return "{" + ",".join(["NULL" if v is None else repr(v) for v in values]) + "}"
 
 
-def _pg_micros(stamps: Iterable[Any], micros: Mapping[Any, int]) -> str:
-    """A PostgreSQL array literal of times as Unix microseconds (None: NULL)."""
-    return _pg_array([None if t is None else micros[t] for t in stamps])
-
-
 def _array_texts(rows: Sequence[_RowT], micros: Mapping[Any, int]) -> list[str]:
     """The rows' columns as PostgreSQL array literals (times as Unix microseconds)."""
     iids, sids, stamps, values, qualities, sources = zip(*rows, strict=True)
-    return [_pg_array(iids), _pg_array(sids), _pg_micros(stamps, micros), _pg_array(values), _pg_array(qualities),
-            _pg_array(sources)]
-
-
-def _queue_texts(deltas: Sequence[list[Any]], micros: Mapping[Any, int]) -> list[str]:
-    """Rollup deltas (from _queue_rows) as PostgreSQL array literals, times as Unix microseconds."""
-    cols = list(zip(*deltas, strict=True))
-    hours = _pg_array([int(h.timestamp()) * 1_000_000 for h in cols[2]])
-    return [_pg_array(cols[0]), _pg_array(cols[1]), hours, *map(_pg_array, cols[3:7]), _pg_micros(cols[7], micros),
-            _pg_array(cols[8]), _pg_micros(cols[9], micros), *map(_pg_array, cols[10:13])]
+    return [_pg_array(iids), _pg_array(sids), _pg_array([micros[t] for t in stamps]), _pg_array(values),
+            _pg_array(qualities), _pg_array(sources)]
 
 
 # PostgreSQL's binary COPY format (documented with COPY): a signature, then per row the field count and each field
@@ -666,6 +649,11 @@ _PG_TRAILER = b"\xff\xff"
 _PG_EPOCH_MICROS = 946_684_800_000_000  # 2000-01-01T00:00:00Z, PostgreSQL's timestamp origin, in Unix microseconds
 _PG_ROW = struct.Struct(">hiiiiiqidihii").pack  # indicator, subject, ts, value, quality, source
 _PG_ROW_NO_SOURCE = struct.Struct(">hiiiiiqidihi").pack  # ... source NULL
+# A one-dimensional array field: its length, then dimensions, has-nulls, element type oid, length and lower bound;
+# then each element as length + value. The queue's columns: (type oid, big-endian numpy type) in table order.
+_PG_ARRAY_HEAD = struct.Struct(">iiiiii").pack
+_INT4, _INT8, _FLOAT8, _INT2 = (23, ">i4"), (20, ">i8"), (701, ">f8"), (21, ">i2")
+_QUEUE_COLUMNS = (_INT4, _INT4, _INT8, _INT4, _FLOAT8, _FLOAT8, _FLOAT8, _INT8, _FLOAT8, _INT8, _FLOAT8, _INT2, _INT4)
 
 
 def _copy_observations(cur: Any, table: str, rows: Sequence[_RowT], micros: Mapping[Any, int]) -> None:
@@ -681,46 +669,74 @@ def _copy_observations(cur: Any, table: str, rows: Sequence[_RowT], micros: Mapp
         copy.write(b"".join(data))
 
 
-def _copy_rows(cur: Any, statement: str, types: list[str], rows: Iterable[Sequence[Any]]) -> None:
-    with cur.copy(statement) as copy:
-        copy.set_types(types)
-        write = copy.write_row
-        for row in rows:
-            write(row)
+def _copy_queue_row(cur: Any, columns: Sequence[Sequence[Any]]) -> None:
+    """COPY one queue row, its 13 columns of deltas as binary arrays (numpy packs each column in one call)."""
+    data = [_PG_SIGNATURE, struct.pack(">h", len(columns))]
+    for values, (oid, kind) in zip(columns, _QUEUE_COLUMNS, strict=True):
+        packed = np.empty(len(values), dtype=[("size", ">i4"), ("value", kind)])
+        packed["size"] = packed.dtype["value"].itemsize
+        packed["value"] = values
+        data.append(_PG_ARRAY_HEAD(20 + packed.nbytes, 1, 0, oid, len(values), 1))
+        data.append(packed.tobytes())
+    data.append(_PG_TRAILER)
+    with cur.copy(rollups.QUEUE_COPY) as copy:
+        copy.write(b"".join(data))
 
 
-def _queue_rows(new: Sequence[_RowT], micros: Mapping[Any, int]) -> list[list[Any]]:
-    """One rollup delta per (indicator, subject, UTC hour) of the new rows, in the queue's column order.
+_HOUR_US = 3_600_000_000
+
+
+def _rollup_deltas(new: Sequence[_RowT], micros: Mapping[Any, int]) -> list[list[Any]]:
+    """One rollup delta per (indicator, subject, UTC hour) of the new rows, as the queue's 13 columns.
 
     Rows come sorted by (indicator, subject, time), so a bucket is a run of consecutive rows and the row just
-    seen is the newest of its bucket so far.
+    seen is the newest of its bucket so far. A bucket with no good reading has n = 0 and zeros for the good-reading
+    columns; a reading without a source has top_source 0 (see the queue table).
     """
-    out: list[list[Any]] = []
-    acc: list[Any] = [None, None, None]
-    for row in new:
-        iid, sid, ts, value, quality, src = row
-        hour = micros[ts] // 3_600_000_000
-        if hour != acc[2] or sid != acc[1] or iid != acc[0]:
-            acc = [iid, sid, hour, 0, 0.0, None, None, None, None, ts, value, quality, src]
-            out.append(acc)
-        else:
-            acc[9], acc[10], acc[11], acc[12] = ts, value, quality, src
-        if not quality:
-            if acc[3]:
-                acc[3] += 1
-                acc[4] += value
-                if value < acc[5]:
-                    acc[5] = value
-                elif value > acc[6]:
-                    acc[6] = value
-                acc[7], acc[8] = ts, value
+    columns: list[list[Any]] = [[] for _ in range(13)]
+    iids, sids, hours, ns, totals, los, his, lasts, last_values, tops, top_values, top_qualities, top_sources = columns
+    bucket: tuple[int, int, int] | None = None
+    for iid, sid, ts, value, quality, src in new:
+        us = micros[ts]
+        hour = us - us % _HOUR_US
+        if bucket is None or hour != bucket[2] or sid != bucket[1] or iid != bucket[0]:
+            bucket = (iid, sid, hour)
+            iids.append(iid)
+            sids.append(sid)
+            hours.append(hour)
+            if quality:
+                ns.append(0)
+                totals.append(0.0)
+                los.append(0.0)
+                his.append(0.0)
+                lasts.append(0)
+                last_values.append(0.0)
             else:
-                acc[3], acc[4], acc[5], acc[6], acc[7], acc[8] = 1, value, value, value, ts, value
-    stamps: dict[int, datetime] = {}
-    for a in out:
-        h = a[2]
-        a[2] = stamps.get(h) or stamps.setdefault(h, datetime.fromtimestamp(h * 3600, UTC))
-    return out
+                ns.append(1)
+                totals.append(value)
+                los.append(value)
+                his.append(value)
+                lasts.append(us)
+                last_values.append(value)
+            tops.append(us)
+            top_values.append(value)
+            top_qualities.append(quality)
+            top_sources.append(src or 0)
+            continue
+        tops[-1], top_values[-1], top_qualities[-1], top_sources[-1] = us, value, quality, src or 0
+        if quality:
+            continue
+        if ns[-1]:
+            ns[-1] += 1
+            totals[-1] += value
+            if value < los[-1]:
+                los[-1] = value
+            elif value > his[-1]:
+                his[-1] = value
+        else:
+            ns[-1], totals[-1], los[-1], his[-1] = 1, value, value, value
+        lasts[-1], last_values[-1] = us, value
+    return columns
 
 
 def _write_postgresql(session: Session, ordered: list[_RowT], micros: Mapping[Any, int],
@@ -739,8 +755,8 @@ def _write_postgresql(session: Session, ordered: list[_RowT], micros: Mapping[An
     if len(ordered) <= _PG_SMALL_ROWS:
         n = len(ordered)
         with pg.cursor() as cur:  # type: ignore[union-attr]
-            cur.execute(_PG_SMALL_WRITE, [*_array_texts(ordered, micros), *_queue_texts(_queue_rows(ordered, micros),
-                                                                                         micros), n, n, n])
+            deltas = [_pg_array(column) for column in _rollup_deltas(ordered, micros)]
+            cur.execute(_PG_SMALL_WRITE, [*_array_texts(ordered, micros), *deltas, n, n, n])
             accepted, pairs, times = cur.fetchone()  # type: ignore[misc]
             if accepted == n:
                 new, flagged = ordered, out_of_range
@@ -750,7 +766,7 @@ def _write_postgresql(session: Session, ordered: list[_RowT], micros: Mapping[An
                 flagged = 0 if bounds is None else sum(
                     1 for r in new if r[4] == 2 and not bounds[r[0]][0] <= r[3] <= bounds[r[0]][1])
                 if new:
-                    cur.execute(_QUEUE_FROM_ARRAYS, _queue_texts(_queue_rows(new, micros), micros))
+                    cur.execute(_QUEUE_INSERT, [_pg_array(column) for column in _rollup_deltas(new, micros)])
         if new:
             rollups.mark_queued(session)
         return new, flagged
@@ -772,7 +788,7 @@ def _write_postgresql(session: Session, ordered: list[_RowT], micros: Mapping[An
             new, flagged = ordered, out_of_range
         # The savepoint is left to the commit: releasing it would cost a round trip and gain nothing.
         if new:
-            _copy_rows(cur, rollups.QUEUE_COPY, rollups.QUEUE_TYPES, _queue_rows(new, micros))
+            _copy_queue_row(cur, _rollup_deltas(new, micros))
     if new:
         rollups.mark_queued(session)
     return new, flagged
