@@ -192,11 +192,16 @@ def test_an_ingested_batch_crosses_redis_as_packed_readings(stream_name: str) ->
     b = RedisBus(REDIS_URL, stream=stream_name, block_ms=200)
     try:
         heard: list[Message] = []
+        own: list[Message] = []
         b.subscribe("observations.*", heard.append)
-        sent = a.publish("observations.ingested", {"batch_id": "x", "items": _readings()})
-        wait_for(lambda: len(heard) == 1)
+        a.subscribe("observations.*", own.append)
+        data = {"batch_id": "x", "items": _readings()}
+        sent = a.publish("observations.ingested", data)
+        wait_for(lambda: len(heard) == 1 and len(own) == 1)
         got = heard[0].data["items"]
         assert isinstance(got, LiveReadings) and list(got) == list(_readings())
+        # The publishing worker's subscribers get the data as published (not decoded again), in stream order.
+        assert own[0].data is data and own[0].id == sent.id == heard[0].id and not a._own
         assert b.ring.after(None, 10).messages[0].id == sent.id
         # The stream's bound counts the readings, not the one message that carries them.
         assert item_count(heard[0].data) == 3

@@ -2,9 +2,10 @@
 
 `publish` appends the message to the stream (XADD, trimmed to about `max_messages` entries); every process runs one
 reader thread (XREAD BLOCK) that hands each entry, in stream order, to that process's subscribers, the publisher's
-own included. So every worker sees every message exactly once and in the same order, and the stream entry id is the
-message id (the live stream's event id): `replay` serves ids after a given one from the reader's recent messages or,
-when older, from the stream itself.
+own included (for those the reader hands on the data as published instead of decoding it again). So every worker
+sees every message exactly once and in the same order, and the stream entry id is the message id (the live stream's
+event id): `replay` serves ids after a given one from the reader's recent messages or, when older, from the stream
+itself.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import fnmatch
 import logging
 import threading
+import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -48,6 +51,10 @@ class RedisBus:
         self._reader_client = redis.Redis.from_url(url)
         self._subscribers: list[tuple[str, Handler]] = []
         self._lock = threading.Lock()
+        self._me = uuid.uuid4().hex[:12]  # names this bus's entries in the stream
+        self._own: OrderedDict[int, dict[str, Any]] = OrderedDict()  # data published here, by sequence number
+        self._own_seq = 0
+        self._own_lock = threading.Lock()
         self.ring = ReplayRing(max_messages, replay_seconds, replay_items)
         newest = self._client.xrevrange(stream, count=1)
         self._last = newest[0][0].decode() if newest else "0-0"
@@ -79,7 +86,19 @@ class RedisBus:
         # batches would hold gigabytes in Redis.
         n = item_count(data)
         keep = max(MIN_KEPT, min(self.max_messages, self.replay_items // n)) if n else self.max_messages
-        entry_id = self._client.xadd(self.stream, {"t": topic, "d": codec.encode(data)}, maxlen=keep, approximate=True)
+        # This process's reader hands the data itself to subscribers rather than decoding it again: the entry names
+        # this bus and a sequence number, registered before the XADD (the reader may see the entry before it returns).
+        with self._own_lock:
+            self._own_seq += 1
+            seq = self._own_seq
+            self._own[seq] = data
+        try:
+            entry_id = self._client.xadd(self.stream, {"t": topic, "d": codec.encode(data), "o": f"{self._me}:{seq}"},
+                                         maxlen=keep, approximate=True)
+        except BaseException:
+            with self._own_lock:
+                self._own.pop(seq, None)
+            raise
         return Message(topic, data, entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id))
 
     def last_id(self) -> str:
@@ -113,6 +132,22 @@ class RedisBus:
     def _decode(entry_id: bytes, fields: dict[bytes, bytes]) -> Message:
         return Message(fields[b"t"].decode(), codec.decode(fields[b"d"]), entry_id.decode())
 
+    def _read(self, entry_id: bytes, fields: dict[bytes, bytes]) -> Message:
+        """The entry as a message: the data as published when this process published it, else decoded."""
+        publisher, _, seq_text = fields.get(b"o", b"").decode().partition(":")
+        if publisher != self._me or not seq_text.isdigit():
+            return self._decode(entry_id, fields)
+        seq = int(seq_text)
+        with self._own_lock:
+            data = self._own.pop(seq, None)
+            # Entries of ours published earlier and not read by now were trimmed before the reader got to them (or
+            # land later, from a slower thread, and are decoded): never asked for again.
+            while self._own and next(iter(self._own)) < seq:
+                self._own.popitem(last=False)
+        if data is None:
+            return self._decode(entry_id, fields)
+        return Message(fields[b"t"].decode(), data, entry_id.decode())
+
     def _read_forever(self) -> None:
         pause = 0.5
         while not self._stop.is_set():
@@ -129,7 +164,7 @@ class RedisBus:
             for _stream, entries in answer or []:
                 for entry_id, fields in entries:
                     try:
-                        message = self._decode(entry_id, fields)
+                        message = self._read(entry_id, fields)
                     except (KeyError, ValueError):
                         log.warning("skipping a malformed bus entry %s", entry_id)
                         self._last = entry_id.decode()

@@ -26,9 +26,9 @@ class LiveReadings(Sequence[dict[str, Any]]):
     PACKED_AS: ClassVar[str] = "readings"
     __slots__ = ("ends", "qualities", "series", "time_index", "times", "values")
 
-    def __init__(self, series: list[tuple[str, str, str | None]], ends: list[int], times: list[str],
+    def __init__(self, series: Sequence[Sequence[Any]], ends: list[int], times: list[str],
                  time_index: list[int], values: list[float], qualities: list[int]) -> None:
-        self.series = series  # (indicator, unit, entity) of each run
+        self.series = series  # (indicator, unit, entity) of each run: tuples, or lists after the bus
         self.ends = ends  # end index (exclusive) of each run, increasing
         self.times = times  # distinct ISO 8601 times
         self.time_index = time_index  # per reading: its position in times
@@ -95,6 +95,5 @@ class LiveReadings(Sequence[dict[str, Any]]):
 
     @classmethod
     def from_wire(cls, wire: dict[str, Any]) -> LiveReadings:
-        """Rebuild from to_wire's form (series arrive as lists, which unpack as the tuples did)."""
-        return cls([tuple(s) for s in wire["series"]], wire["ends"], wire["times"], wire["t"], wire["v"],
-                   wire["q"])
+        """Rebuild from to_wire's form (each series arrives as a list, which unpacks as its tuple did)."""
+        return cls(wire["series"], wire["ends"], wire["times"], wire["t"], wire["v"], wire["q"])

@@ -14,9 +14,10 @@ import math
 import re
 import struct
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from itertools import groupby
+from itertools import accumulate, groupby
 from operator import itemgetter
 from typing import Any
 
@@ -429,7 +430,7 @@ def ingest(
         rows = {(((v[0] << 32) + remap.get(v[1], v[1]) + _SID_BIAS) << 64) + (k & mask):
                 (v[0], remap.get(v[1], v[1]), *v[2:]) for k, v in rows.items()}  # type: ignore[misc]
     # Key order: inserts walk the primary key, rollups see time order. Keys are unique: values never compared.
-    ordered = [row for _, row in sorted(rows.items())]
+    ordered = [rows[k] for k in sorted(rows)]
     if sqlite:
         new, flagged = _write_sqlite(session, ordered, bounds if out_of_range else None)
     else:
@@ -495,15 +496,11 @@ def _live_items(new: Sequence[_RowT], indicators: Mapping[str, IndicatorRef], su
         if m is not None and m[1] not in position:
             position[m[1]] = len(times)
             times.append(m[2])
-    series: list[tuple[str, str, str | None]] = []
-    ends: list[int] = []
-    end = 0
-    for (iid, sid), group in groupby(new, key=itemgetter(0, 1)):  # rows of a series are consecutive
-        series.append((code_of[iid], unit_of[sid], entity_of[sid]))
-        end += sum(1 for _ in group)
-        ends.append(end)
-    return LiveReadings(series, ends, times, [position[r[2]] for r in new], [r[3] for r in new],
-                        [r[4] for r in new])
+    # Rows of a series are consecutive, so counting them (a loop in C) lists the series in order with their sizes.
+    sizes = Counter(map(itemgetter(0, 1), new))
+    series = [(code_of[iid], unit_of[sid], entity_of[sid]) for iid, sid in sizes]
+    return LiveReadings(series, list(accumulate(sizes.values())), times, [position[r[2]] for r in new],
+                        [r[3] for r in new], [r[4] for r in new])
 
 
 def _write_sqlite(session: Session, ordered: list[_RowT],
