@@ -255,9 +255,13 @@ def batches(units: Sequence[str], points: int, batch: int, start: datetime,
     return out
 
 
-def send(base: str, key: str, bodies: list[tuple[bytes, int]], clients: int, seconds: float,
+def send(base: str, key: str, bodies: list[tuple[bytes, int]], clients: int, seconds: float, fresh: bool = False,
          ) -> tuple[int, float, list[float], int]:
-    """POST bodies from `clients` threads until done or `seconds` pass; (points, elapsed, latencies, sent)."""
+    """POST bodies from `clients` threads until done or `seconds` pass; (points, elapsed, latencies, sent).
+
+    fresh=True opens a connection per batch (several workers: each batch goes to whichever worker accepts it, as
+    batches from many sources would; two kept-alive connections may both stay with one worker for the whole run).
+    """
     lock = threading.Lock()
     queue = list(reversed(bodies))
     latencies: list[float] = []
@@ -275,7 +279,8 @@ def send(base: str, key: str, bodies: list[tuple[bytes, int]], clients: int, sec
                         return
                     body, _ = queue.pop()
                 started = time.perf_counter()
-                r = client.post("/api/ingest/observations", content=body)
+                r = client.post("/api/ingest/observations", content=body,
+                                headers={"Connection": "close"} if fresh else None)
                 took = time.perf_counter() - started
                 if r.status_code != 200:
                     errors.append(r.text[:300])
@@ -353,6 +358,13 @@ def copy_raw(url: str, chunks: list[list[tuple[Any, ...]]], clients: int) -> tup
     return count[0], time.perf_counter() - started, latencies
 
 
+def checkpoint(url: str) -> None:
+    """Write every dirty page out now, so that both phases start clean (no checkpoint left over from loading or
+    from the other phase, whose full-page writes would fall on one of them only)."""
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1), autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+
+
 def wait_folded(url: str, timeout: float = 120.0) -> float:
     """Seconds until the server has folded every queued rollup delta (PostgreSQL's ingest folds after commit)."""
     from saola.core.observations.rollups import queue_depth
@@ -393,12 +405,13 @@ def run(seconds: float = 25.0, batch: int = 10_000, clients: int = 2, subjects: 
             # One warm-up batch (imports, prepared statements, subjects) outside the measurement.
             warm = batches(units, batch, batch, start - timedelta(days=1), minutes_per_batch)
             send(base, key, warm, 1, 60)
+            checkpoint(url)
             say(f"REST: {clients} client thread(s) for up to {seconds:.0f} s")
             database = url.rsplit("/", 1)[1]
             server_before = process_cpu(process.pid, children=True)
             db_before = {pid: process_cpu(pid) for pid in database_backends(database)}
             meter = CpuMeter().start()
-            accepted, elapsed, latencies, sent = send(base, key, bodies, clients, seconds)
+            accepted, elapsed, latencies, sent = send(base, key, bodies, clients, seconds, fresh=workers > 1)
             # The clock stops once every accepted reading is also in the rollups and latest values.
             drain = wait_folded(url)
             sending, elapsed = elapsed, elapsed + drain
@@ -413,6 +426,7 @@ def run(seconds: float = 25.0, batch: int = 10_000, clients: int = 2, subjects: 
         assert rows == accepted + batch and hourly == rows, (rows, hourly, accepted)
         say("raw: the same rows by COPY")
         chunks = raw_rows(url, bodies, sent, source_id)
+        checkpoint(url)
         meter = CpuMeter().start()
         copied, raw_elapsed, raw_latencies = copy_raw(url, chunks, clients)
         cpu_raw = meter.stop()
