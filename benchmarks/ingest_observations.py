@@ -319,7 +319,8 @@ def markdown(report: dict[str, Any]) -> str:
         "subject, bucket) in each of the hourly, daily and latest tables, inside the ingest transaction. "
         "PostgreSQL: ours COPYs the batch straight into observations as raw does (inside a savepoint: a batch that "
         "repeats stored readings falls back to a staging table and INSERT ... ON CONFLICT DO NOTHING) and COPYs one "
-        "rollup delta per (indicator, subject, hour) into a queue in the same transaction; the queue is folded into "
+        "row of rollup deltas (one per (indicator, subject, hour), as arrays) into a queue in the same "
+        "transaction; the queue is folded into "
         "the hourly, daily and latest tables by a separate statement. Here the fold runs after every batch and is "
         "timed with it, so ours is measured with rollups complete when each batch is done; the server folds "
         "every SAOLA_ROLLUP_FOLD_MS instead, one fold for all the batches of that interval (see the REST section).",

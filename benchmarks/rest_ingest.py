@@ -489,8 +489,11 @@ def markdown(report: dict[str, Any], notes: str = "") -> str:
         f"Saola in its own process (uvicorn, {report['workers']} worker{'s' if report['workers'] > 1 else ''}"
         f"{' sharing a Redis bus (SAOLA_BUS_URL), as several workers must' if report['workers'] > 1 else ''}, "
         f"httptools, uvloop); {report['clients']} "
-        f"client threads POST pre-serialised JSON batches of {report['batch']:,} readings with keep-alive for "
-        f"{report['seconds']:.0f} s: {report['subjects']:,} communes by 4 indicators, a reading a minute, "
+        f"client threads POST pre-serialised JSON batches of {report['batch']:,} readings "
+        + ("each on a connection of its own (so that each goes to whichever worker accepts it, as batches from many "
+           "sources would; two kept-alive connections may stay with one worker for a whole run) "
+           if report["workers"] > 1 else "with keep-alive ")
+        + f"for {report['seconds']:.0f} s: {report['subjects']:,} communes by 4 indicators, a reading a minute, "
         f"{report['minutes_per_batch']:g} minutes of each series per batch. Each batch "
         "goes the whole way: source key, body parse (orjson), validation, scope and allowed writes, duplicate "
         "detection, COPY into observations, the rollup deltas queued and folded into the hourly, daily and latest "
@@ -499,7 +502,7 @@ def markdown(report: dict[str, Any], notes: str = "") -> str:
         "last answer), so every point counted is stored, rolled up and on the bus. *raw COPY*: the same rows, "
         "already resolved to "
         "integer keys, COPYed (psycopg, binary) into a copy of the observations table over the same number of "
-        "connections, one transaction per batch.",
+        "connections, one transaction per batch. PostgreSQL is checkpointed before each phase.",
         "",
         "| path | points | points/s | p50 / p95 per batch | machine CPU busy | of it stolen by the host |",
         "|---|---:|---:|---:|---:|---:|",
