@@ -173,6 +173,7 @@ def test_live_readings_read_as_the_item_dictionaries_they_replace() -> None:
     with pytest.raises(IndexError):
         readings[3]
     assert [r[:2] + r[3:] for r in readings.runs()] == [("env.pm25", "24781", 0, 2), ("env.temp", "24781", 2, 3)]
+    assert readings.as_list() == items and readings.as_list() is readings.as_list()  # made once, shared
     assert readings.where(lambda code, _unit, entity: entity is not None) == items[2:]
     assert readings.where(lambda code, _unit, _entity: code == "env.pm25") == items[:2]
 

@@ -24,7 +24,7 @@ class LiveReadings(Sequence[dict[str, Any]]):
     """Readings in runs of one series; a read-only sequence of item dictionaries."""
 
     PACKED_AS: ClassVar[str] = "readings"
-    __slots__ = ("ends", "qualities", "series", "time_index", "times", "values")
+    __slots__ = ("_items", "ends", "qualities", "series", "time_index", "times", "values")
 
     def __init__(self, series: Sequence[Sequence[Any]], ends: list[int], times: list[str],
                  time_index: list[int], values: list[float], qualities: list[int]) -> None:
@@ -34,6 +34,7 @@ class LiveReadings(Sequence[dict[str, Any]]):
         self.time_index = time_index  # per reading: its position in times
         self.values = values
         self.qualities = qualities
+        self._items: list[dict[str, Any]] | None = None
 
     def __len__(self) -> int:
         return len(self.values)
@@ -79,6 +80,13 @@ class LiveReadings(Sequence[dict[str, Any]]):
         times, index, values, qualities = self.times, self.time_index, self.values, self.qualities
         return [{"indicator": indicator, "unit": unit, "entity": entity, "ts": times[index[k]], "value": values[k],
                  "quality": qualities[k]} for k in range(start, end)]
+
+    def as_list(self) -> list[dict[str, Any]]:
+        """Every item dictionary, made once and shared (treat it as read-only): what a national client's live
+        stream sends for every batch."""
+        if self._items is None:
+            self._items = list(self)
+        return self._items
 
     def where(self, keep: Callable[[str, str, str | None], bool]) -> list[dict[str, Any]]:
         """The item dictionaries of the series keep(indicator, unit, entity) accepts, in order."""

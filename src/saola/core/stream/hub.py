@@ -114,7 +114,7 @@ class StreamClient:
         if family in _BATCHES:
             items = data.get("items")
             if isinstance(items, LiveReadings):  # observations: kept or left out a series at a time
-                mine = items.where(lambda _i, unit, _e: self.national or self.sees_unit(unit))
+                mine = items.as_list() if self.national else items.where(lambda _i, unit, _e: self.sees_unit(unit))
             elif isinstance(items, list):
                 mine = items if self.national else [
                     i for i in items if isinstance(i, dict) and self.sees_unit(i.get("unit"))]
