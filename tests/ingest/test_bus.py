@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import redis
@@ -70,35 +70,41 @@ def stream_name() -> Iterator[str]:
     redis.Redis.from_url(REDIS_URL).delete(name)
 
 
-def test_two_redis_workers_see_each_others_messages_once_and_in_order(stream_name: str) -> None:
-    a = RedisBus(REDIS_URL, stream=stream_name, block_ms=200)
-    b = RedisBus(REDIS_URL, stream=stream_name, block_ms=200)
-    try:
-        heard_a: list[Message] = []
-        heard_b: list[Message] = []
-        a.subscribe("obs.*", heard_a.append)
-        b.subscribe("*", heard_b.append)
-        sent = []
-        for k in range(20):
-            sent.append((a if k % 2 else b).publish("obs.ingested", {"k": k, "items": [{"unit": "24781"}]}))
-        sent.append(a.publish("other.topic", {"k": 99}))
-        # a subscribes to obs.* only, so its 20 arrive before its reader has passed "other.topic": wait for that too.
-        wait_for(lambda: len(heard_b) == 21 and len(heard_a) == 20 and a.last_id() == sent[-1].id)
-        assert [m.data["k"] for m in heard_a] == list(range(20))  # each worker's own messages included
-        assert [m.id for m in heard_b] == [m.id for m in sent]  # the stream's order, the stream's ids
-        assert heard_a[0].data["items"] == [{"unit": "24781"}]
-        # Replay after an id: from memory, then (for a worker that started later) from the stream itself.
-        assert [m.data["k"] for m in a.replay(sent[17].id).messages] == [18, 19, 99]
-        c = RedisBus(REDIS_URL, stream=stream_name, block_ms=200)
-        try:
-            replay = c.replay(sent[15].id)
-            assert replay.complete and [m.data["k"] for m in replay.messages] == [16, 17, 18, 19, 99]
-            assert c.last_id() == sent[-1].id
-        finally:
-            c.close()
-    finally:
-        a.close()
-        b.close()
+@pytest.fixture
+def redis_worker(stream_name: str) -> Iterator[Callable[[], RedisBus]]:
+    """Starts a 'worker' (a Redis bus with its reader) on the test's stream; every one is closed afterwards."""
+    started: list[RedisBus] = []
+
+    def start() -> RedisBus:
+        started.append(RedisBus(REDIS_URL, stream=stream_name, block_ms=200))
+        return started[-1]
+
+    yield start
+    for bus in started:
+        bus.close()
+
+
+def test_two_redis_workers_see_each_others_messages_once_and_in_order(redis_worker: Callable[[], RedisBus]) -> None:
+    a, b = redis_worker(), redis_worker()
+    heard_a: list[Message] = []
+    heard_b: list[Message] = []
+    a.subscribe("obs.*", heard_a.append)
+    b.subscribe("*", heard_b.append)
+    sent = []
+    for k in range(20):
+        sent.append((a if k % 2 else b).publish("obs.ingested", {"k": k, "items": [{"unit": "24781"}]}))
+    sent.append(a.publish("other.topic", {"k": 99}))
+    # a subscribes to obs.* only, so its 20 arrive before its reader has passed "other.topic": wait for that too.
+    wait_for(lambda: len(heard_b) == 21 and len(heard_a) == 20 and a.last_id() == sent[-1].id)
+    assert [m.data["k"] for m in heard_a] == list(range(20))  # each worker's own messages included
+    assert [m.id for m in heard_b] == [m.id for m in sent]  # the stream's order, the stream's ids
+    assert heard_a[0].data["items"] == [{"unit": "24781"}]
+    # Replay after an id: from memory, then (for a worker that started later) from the stream itself.
+    assert [m.data["k"] for m in a.replay(sent[17].id).messages] == [18, 19, 99]
+    c = redis_worker()
+    replay = c.replay(sent[15].id)
+    assert replay.complete and [m.data["k"] for m in replay.messages] == [16, 17, 18, 19, 99]
+    assert c.last_id() == sent[-1].id
 
 
 def test_redis_stream_is_trimmed_and_old_ids_are_flagged(stream_name: str) -> None:
@@ -188,31 +194,22 @@ def test_codec_packs_registered_values_and_leaves_the_rest_as_json() -> None:
     assert unknown["items"] == {"$packed": "nobody", "x": [1]}
 
 
-def test_an_ingested_batch_crosses_redis_as_packed_readings(stream_name: str) -> None:
-    a = RedisBus(REDIS_URL, stream=stream_name, block_ms=200)
-    b = RedisBus(REDIS_URL, stream=stream_name, block_ms=200)
-    try:
-        heard: list[Message] = []
-        own: list[Message] = []
-        b.subscribe("observations.*", heard.append)
-        a.subscribe("observations.*", own.append)
-        data = {"batch_id": "x", "items": _readings()}
-        sent = a.publish("observations.ingested", data)
-        wait_for(lambda: len(heard) == 1 and len(own) == 1)
-        got = heard[0].data["items"]
-        assert isinstance(got, LiveReadings) and list(got) == list(_readings())
-        # The publishing worker's subscribers get the data as published (not decoded again), in stream order.
-        assert own[0].data is data and own[0].id == sent.id == heard[0].id and not a._own
-        assert b.ring.after(None, 10).messages[0].id == sent.id
-        # The stream's bound counts the readings, not the one message that carries them.
-        assert item_count(heard[0].data) == 3
-        # Replayed from the stream itself by a worker that started later: the same readings.
-        c = RedisBus(REDIS_URL, stream=stream_name, block_ms=200)
-        try:
-            (again,) = c.replay("0-1").messages
-            assert list(again.data["items"]) == list(_readings())
-        finally:
-            c.close()
-    finally:
-        a.close()
-        b.close()
+def test_an_ingested_batch_crosses_redis_as_packed_readings(redis_worker: Callable[[], RedisBus]) -> None:
+    a, b = redis_worker(), redis_worker()
+    heard: list[Message] = []
+    own: list[Message] = []
+    b.subscribe("observations.*", heard.append)
+    a.subscribe("observations.*", own.append)
+    data = {"batch_id": "x", "items": _readings()}
+    sent = a.publish("observations.ingested", data)
+    wait_for(lambda: len(heard) == 1 and len(own) == 1)
+    got = heard[0].data["items"]
+    assert isinstance(got, LiveReadings) and list(got) == list(_readings())
+    # The publishing worker's subscribers get the data as published (not decoded again), in stream order.
+    assert own[0].data is data and own[0].id == sent.id == heard[0].id and not a._own
+    assert b.ring.after(None, 10).messages[0].id == sent.id
+    # The stream's bound counts the readings, not the one message that carries them.
+    assert item_count(heard[0].data) == 3
+    # Replayed from the stream itself by a worker that started later: the same readings.
+    (again,) = redis_worker().replay("0-1").messages
+    assert list(again.data["items"]) == list(_readings())

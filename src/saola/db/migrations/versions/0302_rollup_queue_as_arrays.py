@@ -22,8 +22,10 @@ down_revision: str | None = "0301"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-_COLUMNS = ("indicator_id", "subject_id", "hour_us", "n", "total", "lo", "hi", "last_us", "last_value", "top_us",
-            "top_value", "top_quality", "top_source")
+_COLUMNS = (("indicator_id", sa.Integer), ("subject_id", sa.Integer), ("hour_us", sa.BigInteger), ("n", sa.Integer),
+            ("total", sa.Float), ("lo", sa.Float), ("hi", sa.Float), ("last_us", sa.BigInteger),
+            ("last_value", sa.Float), ("top_us", sa.BigInteger), ("top_value", sa.Float),
+            ("top_quality", sa.SmallInteger), ("top_source", sa.Integer))
 _MICROS = "(extract(epoch FROM {0}) * 1000000)::int8"
 
 
@@ -32,25 +34,11 @@ def upgrade() -> None:
         op.drop_table("observation_rollup_queue")
         return
     op.rename_table("observation_rollup_queue", "observation_rollup_queue_0301")
-    op.create_table(
-        "observation_rollup_queue",
-        sa.Column("indicator_id", postgresql.ARRAY(sa.Integer()), nullable=False),
-        sa.Column("subject_id", postgresql.ARRAY(sa.Integer()), nullable=False),
-        sa.Column("hour_us", postgresql.ARRAY(sa.BigInteger()), nullable=False),
-        sa.Column("n", postgresql.ARRAY(sa.Integer()), nullable=False),
-        sa.Column("total", postgresql.ARRAY(sa.Float()), nullable=False),
-        sa.Column("lo", postgresql.ARRAY(sa.Float()), nullable=False),
-        sa.Column("hi", postgresql.ARRAY(sa.Float()), nullable=False),
-        sa.Column("last_us", postgresql.ARRAY(sa.BigInteger()), nullable=False),
-        sa.Column("last_value", postgresql.ARRAY(sa.Float()), nullable=False),
-        sa.Column("top_us", postgresql.ARRAY(sa.BigInteger()), nullable=False),
-        sa.Column("top_value", postgresql.ARRAY(sa.Float()), nullable=False),
-        sa.Column("top_quality", postgresql.ARRAY(sa.SmallInteger()), nullable=False),
-        sa.Column("top_source", postgresql.ARRAY(sa.Integer()), nullable=False),
-    )
+    op.create_table("observation_rollup_queue",
+                    *(sa.Column(name, postgresql.ARRAY(kind()), nullable=False) for name, kind in _COLUMNS))
     # The arrays are stored out of line uncompressed: pglz spent more CPU on them than the COPY of the readings.
     op.execute("ALTER TABLE observation_rollup_queue " + ", ".join(
-        f"ALTER COLUMN {c} SET STORAGE EXTERNAL" for c in _COLUMNS))
+        f"ALTER COLUMN {name} SET STORAGE EXTERNAL" for name, _ in _COLUMNS))
     op.execute(f"""
         INSERT INTO observation_rollup_queue
         SELECT array_agg(indicator_id), array_agg(subject_id), array_agg({_MICROS.format("bucket")}), array_agg(n),
