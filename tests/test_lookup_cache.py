@@ -79,3 +79,20 @@ def test_a_deactivated_or_narrowed_indicator_applies_to_the_next_batch(client: T
     client.patch(f"/api/indicators/{code}", json={"is_active": False}, headers=integrator).raise_for_status()
     refused = client.post("/api/ingest/observations", json=_reading(code), headers=key)
     assert refused.status_code == 422 and "inactive" in refused.text
+
+
+def test_many_keys_are_read_at_once_and_expire_with_the_lifetime() -> None:
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from saola.core.cache import MISSING, TTL_OPTION, LookupCache
+
+    cache = LookupCache("test: many keys")
+    engine = create_engine("sqlite://", execution_options={TTL_OPTION: LIFETIME})
+    with Session(engine) as session:
+        cache.put(session, "a", 1)
+        cache.put(session, "b", None)  # a kept "nothing" is an answer too
+        assert cache.get_many(session, ["a", "b", "c"]) == {"a": 1, "b": None}
+        time.sleep(LIFETIME + 0.05)
+        assert cache.get_many(session, ["a", "b"]) == {} and cache.get(session, "a") is MISSING
+    engine.dispose()

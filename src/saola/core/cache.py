@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from typing import Any
 
 from sqlalchemy import Engine, event
@@ -49,6 +49,19 @@ class LookupCache:
         if found is None or found[0] < time.monotonic():
             return MISSING
         return found[1]
+
+    def get_many(self, session: Session, keys: Iterable[Hashable]) -> dict[Hashable, Any]:
+        """The values kept for those of keys that have one (the engine and the clock are looked up once)."""
+        entries = self._data.get(_engine(session))
+        if not entries:
+            return {}
+        now = time.monotonic()
+        found = {}
+        for key in keys:
+            hit = entries.get(key)
+            if hit is not None and hit[0] >= now:
+                found[key] = hit[1]
+        return found
 
     def put(self, session: Session, key: Hashable, value: Any) -> None:
         """Keep value for key for the engine's lookup lifetime (nothing when caching is off)."""

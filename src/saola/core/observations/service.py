@@ -14,10 +14,9 @@ import math
 import re
 import struct
 import uuid
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from itertools import accumulate, groupby
+from itertools import groupby
 from operator import itemgetter
 from typing import Any, NamedTuple
 
@@ -43,7 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from saola.core.auth.context import Actor
-from saola.core.cache import MISSING, LookupCache
+from saola.core.cache import LookupCache
 from saola.core.entities.models import Entity
 from saola.core.errors import FieldError, Forbidden, NotFound, ValidationFailed
 from saola.core.health.metrics import OBSERVATIONS_INGESTED
@@ -161,14 +160,8 @@ def _subjects(session: Session, raw_units: Iterable[str], raw_entities: Iterable
     # Unit codes are short alphanumerics; anything else is unknown without asking the database (which may
     # refuse NUL bytes or lone surrogates outright).
     listed = sorted({c for c in codes.values() if c.isascii() and c.isalnum()})
-    known: dict[str, tuple[str, int | None]] = {}
-    asked = []
-    for code in listed:
-        hit = _UNIT_SUBJECTS.get(session, code)
-        if hit is MISSING:
-            asked.append(code)
-        else:
-            known[code] = hit
+    known: dict[str, tuple[str, int | None]] = _UNIT_SUBJECTS.get_many(session, listed)  # type: ignore[assignment]
+    asked = [code for code in listed if code not in known]
     for code, path, sid in _lookup(session, _UNITS_WITH_SUBJECTS, "codes", asked):
         known[code] = (path, sid)
         if sid is not None:  # a unit's subject, once stored, keeps its id
@@ -431,13 +424,15 @@ def ingest(
                 (v[0], remap.get(v[1], v[1]), *v[2:]) for k, v in rows.items()}  # type: ignore[misc]
     # Key order: inserts walk the primary key, rollups see time order. Keys are unique: values never compared.
     ordered = [rows[k] for k in sorted(rows)]
+    micros = {m[1]: m[3] for m in moments.values() if m is not None}
     if sqlite:
         new, flagged = _write_sqlite(session, ordered, bounds if out_of_range else None)
+        cols = _Columns.of(new, micros) if new else None
     else:
-        micros = {m[1]: m[3] for m in moments.values() if m is not None}
-        new, flagged = _write_postgresql(session, ordered, micros, bounds if out_of_range else None, out_of_range)
+        new, flagged, cols = _write_postgresql(session, ordered, micros, bounds if out_of_range else None,
+                                               out_of_range)
     accepted = len(new)
-    live["items"] = _live_items(new, indicators, subjects, moments)
+    live["items"] = _live_items(cols, indicators, subjects, moments)
 
     duplicates = len(items) - accepted
     seen = [m[0] for m in moments.values() if m is not None]
@@ -484,23 +479,22 @@ def _local_day_text(hour: str) -> str:
     return _ts_text(datetime(local.year, local.month, local.day, tzinfo=UTC) - VN_OFFSET)
 
 
-def _live_items(new: Sequence[_RowT], indicators: Mapping[str, IndicatorRef], subjects: Sequence[_Subject],
+def _live_items(cols: _Columns | None, indicators: Mapping[str, IndicatorRef], subjects: Sequence[_Subject],
                 moments: Mapping[Any, tuple[float, Any, str, int] | None]) -> LiveReadings:
-    """The new rows, in runs of one series, for subscribers (the rules engine, the live stream, packs)."""
+    """The new rows (as columns, sorted by key), in runs of one series, for subscribers (the rules engine, the live
+    stream, packs)."""
+    if cols is None:
+        return LiveReadings([], [], [], [], [], [])
     code_of = {ref.id: code for code, ref in indicators.items()}
     unit_of = {s.id: s.unit_code for s in subjects}
     entity_of = {s.id: str(s.entity_id) if s.entity_id else None for s in subjects}
-    times: list[str] = []
-    position: dict[Any, int] = {}
-    for m in moments.values():
-        if m is not None and m[1] not in position:
-            position[m[1]] = len(times)
-            times.append(m[2])
-    # Rows of a series are consecutive, so counting them (a loop in C) lists the series in order with their sizes.
-    sizes = Counter(map(itemgetter(0, 1), new))
-    series = [(code_of[iid], unit_of[sid], entity_of[sid]) for iid, sid in sizes]
-    return LiveReadings(series, list(accumulate(sizes.values())), times, [position[r[2]] for r in new],
-                        [r[3] for r in new], [r[4] for r in new])
+    iso_of = {m[3]: m[2] for m in moments.values() if m is not None}
+    starts = _run_starts(cols.indicator, cols.subject)
+    series = [(code_of[i], unit_of[s], entity_of[s])
+              for i, s in zip(cols.indicator[starts].tolist(), cols.subject[starts].tolist(), strict=True)]
+    stamps, index = np.unique(cols.us, return_inverse=True)
+    return LiveReadings(series, [*starts[1:].tolist(), len(cols.us)], [iso_of[u] for u in stamps.tolist()],
+                        index.tolist(), cols.value.tolist(), cols.quality.tolist())
 
 
 def _write_sqlite(session: Session, ordered: list[_RowT],
@@ -707,6 +701,15 @@ def _copy_queue_row(cur: Any, columns: Sequence[Sequence[Any]]) -> None:
 _HOUR_US = 3_600_000_000
 
 
+def _run_starts(*keys: np.ndarray) -> np.ndarray:
+    """Where each run of equal keys begins, in rows sorted by those keys (the first row always does)."""
+    first = np.zeros(len(keys[0]), dtype=bool)
+    first[:1] = True
+    for key in keys:
+        first[1:] |= key[1:] != key[:-1]
+    return np.flatnonzero(first)
+
+
 def _rollup_deltas(cols: _Columns) -> list[np.ndarray]:
     """One rollup delta per (indicator, subject, UTC hour) of the rows, as the queue's 13 columns.
 
@@ -717,9 +720,7 @@ def _rollup_deltas(cols: _Columns) -> list[np.ndarray]:
     indicator, subject, us, value, quality = cols.indicator, cols.subject, cols.us, cols.value, cols.quality
     n = len(us)
     hour = us - us % _HOUR_US
-    first = np.ones(n, dtype=bool)
-    first[1:] = (indicator[1:] != indicator[:-1]) | (subject[1:] != subject[:-1]) | (hour[1:] != hour[:-1])
-    starts = np.flatnonzero(first)
+    starts = _run_starts(indicator, subject, hour)
     newest = np.append(starts[1:], n) - 1
     good = quality == 0
     counts = np.add.reduceat(good.astype(np.int32), starts)
@@ -737,21 +738,22 @@ def _rollup_deltas(cols: _Columns) -> list[np.ndarray]:
 
 def _write_postgresql(session: Session, ordered: list[_RowT], micros: Mapping[Any, int],
                       bounds: Mapping[int, tuple[float, float]] | None, out_of_range: int,
-                      ) -> tuple[list[_RowT], int]:
+                      ) -> tuple[list[_RowT], int, _Columns | None]:
     """COPY the batch straight into observations and queue its rollup deltas, in the caller's transaction.
 
     A batch that repeats stored readings makes the COPY fail on the primary key: it is then rolled back to a
     savepoint and written through a staging table with ON CONFLICT DO NOTHING, which names the new rows. The
-    deltas are folded into rollups and latest values after commit (rollups.py). Returns the rows inserted and
-    how many of them were flagged out of range.
+    deltas are folded into rollups and latest values after commit (rollups.py). Returns the rows inserted, how
+    many of them were flagged out of range, and their columns (None when there are none).
     """
     if not ordered:
-        return [], 0
+        return [], 0, None
     pg = session.connection().connection.driver_connection
+    cols: _Columns | None = _Columns.of(ordered, micros)
     if len(ordered) <= _PG_SMALL_ROWS:
         n = len(ordered)
         with pg.cursor() as cur:  # type: ignore[union-attr]
-            deltas = [_pg_array(column.tolist()) for column in _rollup_deltas(_Columns.of(ordered, micros))]
+            deltas = [_pg_array(column.tolist()) for column in _rollup_deltas(cols)]  # type: ignore[arg-type]
             cur.execute(_PG_SMALL_WRITE, [*_array_texts(ordered, micros), *deltas, n, n, n])
             accepted, pairs, times = cur.fetchone()  # type: ignore[misc]
             if accepted == n:
@@ -761,37 +763,35 @@ def _write_postgresql(session: Session, ordered: list[_RowT], micros: Mapping[An
                 new = [r for r in ordered if r[:3] in inserted]
                 flagged = 0 if bounds is None else sum(
                     1 for r in new if r[4] == 2 and not bounds[r[0]][0] <= r[3] <= bounds[r[0]][1])
-                if new:
-                    cur.execute(_QUEUE_INSERT, [_pg_array(column.tolist())
-                                                for column in _rollup_deltas(_Columns.of(new, micros))])
+                cols = _Columns.of(new, micros) if new else None
+                if cols is not None:
+                    cur.execute(_QUEUE_INSERT, [_pg_array(column.tolist()) for column in _rollup_deltas(cols)])
         if new:
             rollups.mark_queued(session)
-        return new, flagged
-    cols = _Columns.of(ordered, micros)
+        return new, flagged, cols
     with pg.cursor() as cur:  # type: ignore[union-attr]
         cur.execute("SAVEPOINT saola_obs")
         try:
-            _copy_observations(cur, "observations", cols)
+            _copy_observations(cur, "observations", cols)  # type: ignore[arg-type]
         except psycopg.errors.UniqueViolation:
             cur.execute("ROLLBACK TO SAVEPOINT saola_obs")
             cur.execute(_PG_STAGING)
-            _copy_observations(cur, "saola_obs_staging", cols)
+            _copy_observations(cur, "saola_obs_staging", cols)  # type: ignore[arg-type]
             cur.execute(_PG_INSERT_NEW)
             pairs, times = cur.fetchone()  # type: ignore[misc]
             inserted = {(i, s, t) for (i, s), t in zip(pairs or [], times or [], strict=True)}
             new = [r for r in ordered if r[:3] in inserted]
             flagged = 0 if bounds is None else sum(
                 1 for r in new if r[4] == 2 and not bounds[r[0]][0] <= r[3] <= bounds[r[0]][1])
-            if new:
-                cols = _Columns.of(new, micros)
+            cols = _Columns.of(new, micros) if new else None
         else:
             new, flagged = ordered, out_of_range
         # The savepoint is left to the commit: releasing it would cost a round trip and gain nothing.
-        if new:
+        if cols is not None:
             _copy_queue_row(cur, _rollup_deltas(cols))
     if new:
         rollups.mark_queued(session)
-    return new, flagged
+    return new, flagged, cols
 
 
 # ---------------------------------------------------------------------------------------------------------------
