@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    ARRAY,
     ColumnElement,
     Integer,
     Select,
     String,
     TextClause,
     Uuid,
-    any_,
     bindparam,
     func,
     insert,
@@ -28,7 +26,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSON as PG_JSON
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from sqlalchemy.types import TypeEngine
 
 from saola.core.audit.service import audit
 from saola.core.auth.context import Actor
@@ -42,6 +39,7 @@ from saola.core.units.models import Agency, Unit
 from saola.core.units.service import get_unit, normalize_code, require_unit_in_scope, scope_condition
 from saola.db.base import current_node
 from saola.db.ids import new_id
+from saola.db.many import chunks, is_postgresql, one_of
 from saola.db.outbox import record_change
 from saola.db.types import UTCDateTime, utcnow
 from saola.packs.definitions import EntityTypeDefinition
@@ -51,7 +49,6 @@ Loc = list[str | int]
 BBox = tuple[float, float, float, float]
 MAX_GEOMETRY_ERRORS = 20
 MAX_ERRORS = 200
-_CHUNK = 500
 
 
 # --- geometry -----------------------------------------------------------------------------------------------
@@ -244,30 +241,14 @@ def _require_may_write(actor: Actor, entity_type: str) -> None:
         raise Forbidden(f"{actor.kind} {actor.name!r} may not write entities of type {entity_type!r}")
 
 
-def _chunks(values: list[Any], postgresql: bool) -> Iterator[list[Any]]:
-    # PostgreSQL takes a whole list as one array parameter; elsewhere IN lists stay under the drivers' limits.
-    step = max(1, len(values)) if postgresql else _CHUNK
-    for start in range(0, len(values), step):
-        yield values[start : start + step]
-
-
-def _one_of(column: ColumnElement[Any], values: list[Any], item_type: type[TypeEngine[Any]], postgresql: bool
-            ) -> ColumnElement[bool]:
-    # On PostgreSQL `= ANY(array)`: the same SQL text whatever the number of values, where an IN list of a
-    # thousand placeholders is new text for SQLAlchemy and psycopg to build and parse each time.
-    if postgresql:
-        return column == any_(bindparam(None, values, type_=ARRAY(item_type)))
-    return column.in_(values)
-
-
 def _agencies_in_scope(session: Session, actor: Actor, ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
     wanted = list(set(ids))
     found: set[uuid.UUID] = set()
-    pg = _is_postgresql(session)
-    for chunk in _chunks(wanted, pg):
+    pg = is_postgresql(session)
+    for chunk in chunks(wanted, pg):
         rows = session.execute(
             select(Agency.id).join(Unit, Unit.code == Agency.unit_code)
-            .where(_one_of(Agency.id, chunk, Uuid, pg), scope_condition(actor, Unit.path))
+            .where(one_of(Agency.id, chunk, Uuid, pg), scope_condition(actor, Unit.path))
         )
         found.update(r[0] for r in rows)
     return found
@@ -276,9 +257,9 @@ def _agencies_in_scope(session: Session, actor: Actor, ids: Iterable[uuid.UUID])
 def _unit_paths(session: Session, codes: Iterable[str]) -> dict[str, str]:
     wanted = list(set(codes))
     paths: dict[str, str] = {}
-    pg = _is_postgresql(session)
-    for chunk in _chunks(wanted, pg):
-        rows = session.execute(select(Unit.code, Unit.path).where(_one_of(Unit.code, chunk, String, pg)))
+    pg = is_postgresql(session)
+    for chunk in chunks(wanted, pg):
+        rows = session.execute(select(Unit.code, Unit.path).where(one_of(Unit.code, chunk, String, pg)))
         paths.update((code, path) for code, path in rows)
     return paths
 
@@ -454,10 +435,6 @@ _PG_REPLACE = _pg_statement(
     _REPLACED)
 
 
-def _is_postgresql(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
-
-
 def _pg_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> list[dict[str, Any]]:
     # Ids as text: the engine's serializer falls back to the standard library's, which knows no UUIDs.
     out = []
@@ -471,7 +448,7 @@ def _pg_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> list[dic
 
 
 def _insert_rows(session: Session, rows: list[dict[str, Any]], *, source_id: int | None, now: datetime) -> None:
-    if _is_postgresql(session):
+    if is_postgresql(session):
         session.execute(_PG_INSERT, {"rows": _pg_rows(rows, _INSERTED), "source_id": source_id,
                                      "node": current_node(), "now": now})
         return
@@ -480,7 +457,7 @@ def _insert_rows(session: Session, rows: list[dict[str, Any]], *, source_id: int
 
 
 def _replace_rows(session: Session, rows: list[dict[str, Any]], *, source_id: int | None, now: datetime) -> None:
-    if _is_postgresql(session):
+    if is_postgresql(session):
         result = session.execute(_PG_REPLACE, {"rows": _pg_rows(rows, _REPLACED), "source_id": source_id,
                                                "now": now})
     else:
@@ -500,10 +477,10 @@ def _existing(session: Session, actor: Actor, by_type: Mapping[str, list[str]]
     """(id, unit) of the stored entities by (type, external_id); Forbidden when one lies outside the scope."""
     found: dict[tuple[str, str], tuple[uuid.UUID, str]] = {}
     stmt = select(Entity.id, Entity.external_id, Entity.unit_code, Unit.path).join(Unit, Unit.code == Entity.unit_code)
-    pg = _is_postgresql(session)
+    pg = is_postgresql(session)
     for entity_type, external_ids in by_type.items():
-        for chunk in _chunks(external_ids, pg):
-            where = _one_of(Entity.external_id, chunk, String, pg)
+        for chunk in chunks(external_ids, pg):
+            where = one_of(Entity.external_id, chunk, String, pg)
             rows = session.execute(stmt.where(Entity.type == entity_type, where))
             for entity_id, external_id, unit_code, path in rows:
                 if not actor.sees_path(path):
@@ -641,7 +618,7 @@ def _move_subjects(session: Session, units_by_entity: dict[uuid.UUID, str]) -> N
     # subject is found by its key ('e:<entity id>', unique and indexed; subjects.entity_id has no index).
     keys = [f"e:{eid}" for eid in units_by_entity]
     units = list(units_by_entity.values())
-    if _is_postgresql(session):
+    if is_postgresql(session):
         session.execute(_PG_MOVE_SUBJECTS, {"keys": keys, "units": units})
         return
     table = Subject.__table__

@@ -25,13 +25,10 @@ import orjson
 import psycopg
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import (
-    ARRAY,
     ColumnElement,
     Select,
     String,
     Uuid,
-    any_,
-    bindparam,
     func,
     literal,
     literal_column,
@@ -68,6 +65,7 @@ from saola.core.observations.schemas import (
 from saola.core.units.models import Unit
 from saola.core.units.service import normalize_code, scope_condition
 from saola.db.ids import new_id
+from saola.db.many import chunks, is_postgresql, one_of
 from saola.db.outbox import record_change
 from saola.db.types import UTCDateTime, utcnow
 from saola.db.upsert import upsert_rows
@@ -78,40 +76,21 @@ _MICROSECOND = timedelta(microseconds=1)
 _SID_BIAS = 1 << 31  # subject ids (provisional ones are negative) made non-negative inside a row's packed key
 VN_OFFSET_S = 7 * 3600  # Vietnam is UTC+7 all year: a local day starts at 17:00 UTC the day before
 VN_OFFSET = timedelta(seconds=VN_OFFSET_S)
-_CHUNK = 500  # keeps IN lists under every driver's parameter limit
 
 _batch_adapter: TypeAdapter[list[ObservationDict]] = TypeAdapter(list[ObservationDict])
 
-# Lookups are built once with expanding parameters: building an IN list element by element costs more than
-# running the query.
+# The look-ups of a batch's subjects, each asked about many values at once (saola.db.many).
 _UNITS_WITH_SUBJECTS = (select(Unit.code, Unit.path, Subject.id)
-                        .outerjoin(Subject, Subject.key == literal("u:").concat(Unit.code))
-                        .where(Unit.code.in_(bindparam("codes", expanding=True))))
-_ENTITIES_WITH_UNITS = (select(Entity.id, Entity.unit_code, Unit.path).join(Unit, Unit.code == Entity.unit_code)
-                        .where(Entity.id.in_(bindparam("ids", expanding=True))))
-_SUBJECT_IDS = select(Subject.key, Subject.id).where(Subject.key.in_(bindparam("keys", expanding=True)))
-# PostgreSQL takes each list as one array parameter: the same SQL text every batch (psycopg caches its parse
-# and prepares it), where an expanded IN list of a thousand placeholders is new text to build and parse each time.
-_PG_LOOKUPS = {
-    "codes": (select(Unit.code, Unit.path, Subject.id)
-              .outerjoin(Subject, Subject.key == literal("u:").concat(Unit.code))
-              .where(Unit.code == any_(bindparam("codes", type_=ARRAY(String))))),
-    "ids": (select(Entity.id, Entity.unit_code, Unit.path).join(Unit, Unit.code == Entity.unit_code)
-            .where(Entity.id == any_(bindparam("ids", type_=ARRAY(Uuid))))),
-    "keys": select(Subject.key, Subject.id).where(Subject.key == any_(bindparam("keys", type_=ARRAY(String)))),
-}
+                        .outerjoin(Subject, Subject.key == literal("u:").concat(Unit.code)))
+_ENTITIES_WITH_UNITS = select(Entity.id, Entity.unit_code, Unit.path).join(Unit, Unit.code == Entity.unit_code)
+_SUBJECT_IDS = select(Subject.key, Subject.id)
 
 
-def _lookup(session: Session, stmt: Any, name: str, values: Sequence[Any]) -> list[Any]:
-    """Rows of a look-up statement over many values: one array parameter on PostgreSQL, chunked IN lists else."""
-    if not values:
-        return []
-    if session.get_bind().dialect.name == "postgresql":
-        return list(session.execute(_PG_LOOKUPS[name], {name: list(values)}))
-    out: list[Any] = []
-    for s in range(0, len(values), _CHUNK):
-        out.extend(session.execute(stmt, {name: values[s:s + _CHUNK]}))
-    return out
+def _lookup(session: Session, stmt: Select[Any], column: Any, item_type: Any, values: Sequence[Any]) -> list[Any]:
+    """Rows of a look-up statement whose column is one of many values."""
+    pg = is_postgresql(session)
+    return [row for chunk in chunks(values, pg) for row in session.execute(stmt.where(one_of(column, chunk,
+                                                                                              item_type, pg)))]
 
 
 _UNIT_SUBJECTS = LookupCache("unit subjects")  # unit code -> (path, subject id)
@@ -162,7 +141,7 @@ def _subjects(session: Session, raw_units: Iterable[str], raw_entities: Iterable
     listed = sorted({c for c in codes.values() if c.isascii() and c.isalnum()})
     known: dict[str, tuple[str, int | None]] = _UNIT_SUBJECTS.get_many(session, listed)  # type: ignore[assignment]
     asked = [code for code in listed if code not in known]
-    for code, path, sid in _lookup(session, _UNITS_WITH_SUBJECTS, "codes", asked):
+    for code, path, sid in _lookup(session, _UNITS_WITH_SUBJECTS, Unit.code, String, asked):
         known[code] = (path, sid)
         if sid is not None:  # a unit's subject, once stored, keeps its id
             _UNIT_SUBJECTS.put(session, code, (path, sid))
@@ -178,11 +157,11 @@ def _subjects(session: Session, raw_units: Iterable[str], raw_entities: Iterable
             continue  # reported per row as an unknown entity
     ids = sorted(set(parsed.values()))
     found: dict[uuid.UUID, _Subject] = {}
-    for eid, unit_code, path in _lookup(session, _ENTITIES_WITH_UNITS, "ids", ids):
+    for eid, unit_code, path in _lookup(session, _ENTITIES_WITH_UNITS, Entity.id, Uuid, ids):
         found[eid] = _Subject(f"e:{eid}", "entity", unit_code, path, eid, None)
     keys = [s.key for s in found.values()]
     by_key = {s.key: s for s in found.values()}
-    for key, sid in _lookup(session, _SUBJECT_IDS, "keys", keys):
+    for key, sid in _lookup(session, _SUBJECT_IDS, Subject.key, String, keys):
         by_key[key].id = sid
     entities = {raw: found[eid] for raw, eid in parsed.items() if eid in found}
     provisional = -1
@@ -200,7 +179,7 @@ def _store_new_subjects(session: Session, subjects: Sequence[_Subject]) -> dict[
     rows = [dict(key=s.key, kind=s.kind, unit_code=s.unit_code, entity_id=s.entity_id) for s in new.values()]
     upsert_rows(session, Subject.__table__, rows, key=["key"])  # DO NOTHING: a concurrent creator may win
     remap: dict[int, int] = {}
-    for key, sid in _lookup(session, _SUBJECT_IDS, "keys", sorted(new)):
+    for key, sid in _lookup(session, _SUBJECT_IDS, Subject.key, String, sorted(new)):
         remap[new[key].id] = sid
         new[key].id = sid
     return remap
