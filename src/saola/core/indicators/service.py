@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from saola.core.audit.service import audit
 from saola.core.auth.context import Actor
-from saola.core.cache import MISSING, LookupCache
+from saola.core.cache import LookupCache
 from saola.core.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
 from saola.core.indicators.models import Indicator, IndicatorTarget
 from saola.core.indicators.schemas import IndicatorCreate, IndicatorUpdate, TargetIn
@@ -173,12 +173,7 @@ def indicators_by_code(session: Session, codes: Iterable[str], *, cached: bool =
     wanted = {c for c in codes if isinstance(c, str) and c.isascii() and c.isprintable()}
     if not wanted:
         return {}
-    found: dict[str, IndicatorRef] = {}
-    if cached:
-        for code in wanted:
-            ref = _REFS.get(session, code)
-            if ref is not MISSING:
-                found[code] = ref
+    found: dict[str, IndicatorRef] = _REFS.get_many(session, wanted) if cached else {}  # type: ignore[assignment]
     listed = sorted(wanted - set(found))
     # Chunked so that a batch naming thousands of codes stays under every driver's parameter limit.
     for start in range(0, len(listed), 500):
