@@ -173,3 +173,19 @@ def test_source_management_is_audited(client: TestClient, make_user, session_fac
     assert sorted(e.action for e in entries) == ["source.create", "source.disable", "source.rotate_key"]
     assert {e.actor_name for e in entries} == {name}
     assert all(created["api_key"] not in str(e.detail) for e in entries)
+
+
+def test_a_demo_source_key_is_refused_outside_demo_mode(client: TestClient, session_factory) -> None:
+    """The test app runs with demo_mode off: a demo source's key opens nothing, even once it is cached."""
+    from saola.core.auth.context import system_actor
+    from saola.core.sources.service import create_source
+    from saola.db.engine import transaction
+
+    with transaction(session_factory) as session:
+        _, key = create_source(session, actor=system_actor("test"), name=unique("demo-src"), scope="68",
+                               is_demo=True)
+    for _ in range(2):  # the second answer comes from the lookup cache
+        r = client.get("/api/auth/me", headers={"X-API-Key": key})
+        assert r.status_code == 401 and "demo" in r.json()["detail"]
+    reading = {"items": [{"indicator": "x.y", "unit": "68", "ts": "2026-11-25T08:00:00+07:00", "value": 1}]}
+    assert client.post("/api/ingest/observations", json=reading, headers={"X-API-Key": key}).status_code == 401

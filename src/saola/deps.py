@@ -64,9 +64,7 @@ def get_actor(
             raise Unauthorized("demo accounts are refused outside demo mode")
         actor = actor_for_user(session, user, registry.permissions)
     elif api_key:
-        identity = authenticate_key(session, api_key)
-        if identity.is_demo and not settings.demo_mode:
-            raise Unauthorized("demo source keys are refused outside demo mode")
+        identity = authenticate_key(session, api_key, demo_mode=settings.demo_mode)
         assert identity.actor is not None  # refused keys raised above
         actor = identity.actor
     else:

@@ -131,9 +131,9 @@ def source_by_key(session: Session, api_key: str) -> Source:
     return source
 
 
-def authenticate_key(session: Session, api_key: str) -> SourceIdentity:
+def authenticate_key(session: Session, api_key: str, *, demo_mode: bool) -> SourceIdentity:
     """Who an API key belongs to, kept for a few seconds (saola.core.cache); refusals are kept too, so a wrong
-    key costs no query. Unauthorized when the key is refused."""
+    key costs no query. Unauthorized when the key is refused, or is a demo source's outside demo mode."""
     cache_key = hashlib.sha256(api_key.encode("utf-8", "replace")).digest()  # no plaintext keys kept in memory
     found = _IDENTITIES.get(session, cache_key)
     if found is MISSING:
@@ -145,6 +145,8 @@ def authenticate_key(session: Session, api_key: str) -> SourceIdentity:
         _IDENTITIES.put(session, cache_key, found)
     if found.refusal is not None:
         raise Unauthorized(found.refusal)
+    if found.is_demo and not demo_mode:
+        raise Unauthorized("demo source keys are refused outside demo mode")
     return found
 
 
