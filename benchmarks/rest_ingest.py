@@ -386,7 +386,7 @@ def stored_count(url: str) -> tuple[int, int]:
 
 
 def run(seconds: float = 25.0, batch: int = 10_000, clients: int = 2, subjects: int = 1000,
-        max_rate: float = 150_000.0, workers: int = 1, minutes_per_batch: float = 0.0,
+        max_rate: float = 300_000.0, workers: int = 1, minutes_per_batch: float = 0.0,
         progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Measure REST ingest and raw COPY of the same rows; returns the figures."""
     say = progress or (lambda _m: None)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gc
+
 from fastapi.testclient import TestClient
 
 from saola import __version__
+from saola.app import GC_YOUNG_THRESHOLD
 from saola.db.migrate import head_revisions
 
 
@@ -18,6 +21,12 @@ def test_health_reports_version_database_and_revision(client: TestClient, backen
     assert body["migration_revision"] and set(body["migration_revision"].split(",")) <= head_revisions()
     assert body["migrations_current"] is True
     assert "core" in body["packs"]
+
+
+def test_a_started_server_collects_young_objects_rarely_and_skips_its_startup_objects(client: TestClient) -> None:
+    # A 10,000-reading batch must not pay for a dozen collections walking its own live rows (see app.py).
+    assert gc.get_threshold()[0] == GC_YOUNG_THRESHOLD > 700
+    assert gc.get_freeze_count() > 10_000  # the application, its metadata and schemas
 
 
 def test_metrics_count_requests(client: TestClient) -> None:

@@ -3,7 +3,6 @@ startup the NGSI-LD entity types allotted so far plus the notifier thread."""
 
 from __future__ import annotations
 
-import gc
 import logging
 from typing import Any
 
@@ -15,7 +14,6 @@ from saola.packs import hookimpl
 from saola.packs.definitions import PackInfo
 
 log = logging.getLogger(__name__)
-_frozen = False
 
 
 @hookimpl
@@ -40,23 +38,9 @@ def saola_permissions() -> dict[str, list[str]]:
     return {"integrator": [PERMISSION], "operator": [PERMISSION]}
 
 
-def _freeze_startup_objects() -> None:
-    """Move what startup built (application, metadata, schemas ...) out of the collector's sight, once per process.
-
-    A batch of a thousand entities allocates hundreds of thousands of objects; without this every full
-    collection walks all the long-lived ones again, which costs a third of the batch upsert's throughput.
-    """
-    global _frozen
-    if not _frozen:
-        _frozen = True
-        gc.collect()
-        gc.freeze()
-
-
 @hookimpl
 def saola_startup(app: Any) -> None:
-    """Declare the NGSI-LD types allotted so far to the registry, start delivering notifications, and keep the
-    startup objects out of the garbage collector's way."""
+    """Declare the NGSI-LD types allotted so far to the registry and start delivering notifications."""
     from saola.db.engine import transaction
     from saola.interop.ngsi_ld.notify import start_notifier
     from saola.interop.ngsi_ld.typemap import register_all
@@ -69,4 +53,3 @@ def saola_startup(app: Any) -> None:
         log.warning("NGSI-LD types could not be loaded (is the database upgraded?)", exc_info=True)
     start_notifier(app.state.session_factory, timeout=settings.webhook_timeout_seconds,
                    max_attempts=settings.webhook_max_attempts)
-    _freeze_startup_objects()
