@@ -753,6 +753,28 @@ def test_queued_deltas_survive_and_fold_in_any_order(backend: str, session_facto
     assert latest is not None and latest.value == 89.0
 
 
+def test_background_folds_space_out_under_load_and_follow_a_pause() -> None:
+    """When the fold thread folds next: never sooner than the interval after the last fold; under steady load only
+    after LOAD_SPACING times the last fold's duration; once commits stop, one interval after the last commit."""
+    from sqlalchemy import create_engine
+
+    from saola.core.observations import rollups
+
+    engine = create_engine("sqlite://", execution_options={rollups.INTERVAL_OPTION: 0.5})
+    f = rollups._Folder(engine)
+    f._last_fold, f.last_duration = 100.0, 0.02  # a quick fold ended at t = 100 s
+    f._last_commit = 99.0
+    assert f.due() == 100.5  # quiet since before the fold: one interval after it
+    f._last_commit = 100.4
+    assert f.due() == 100.5  # a cheap fold: the interval is the spacing
+    f.last_duration = 0.3  # a fold that took 300 ms: the database is busy
+    assert f.due() == pytest.approx(100.9)  # were this the last batch, it would be folded one interval on
+    for commit in (100.8, 101.0, 101.15):  # but batches keep coming: wait for 4 x 300 ms after the fold
+        f._last_commit = commit
+        assert f.due() == pytest.approx(100.0 + rollups.LOAD_SPACING * 0.3)
+    engine.dispose()
+
+
 def test_reads_in_the_ingesting_process_see_their_writes(backend: str, session_factory) -> None:
     """Whatever the fold interval, an ORM read of rollups or latest values in this process folds first."""
     from saola.core.observations import rollups

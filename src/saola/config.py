@@ -59,8 +59,8 @@ class Settings(BaseSettings):
     mqtt_client_id: str = Field(default="", max_length=120,
                                 description="MQTT client id (and persistent session); default saola-<node_id>.")
     rollup_fold_ms: int = Field(default=500, ge=1, le=60_000, description=(
-        "PostgreSQL: how long after an ingest commits its rollup deltas are folded into the hourly, daily and "
-        "latest tables (reads in the same process fold at once)."))
+        "PostgreSQL: the shortest time between two folds of queued rollup deltas into the hourly, daily and "
+        "latest tables (longer under load; reads in the same process fold at once)."))
     lookup_cache_seconds: float = Field(default=5.0, ge=0, le=300, description=(
         "How long a worker keeps what writes look up (a source's key, indicators, unit paths); a change made "
         "through another worker is seen after at most this long. 0: no caching."))

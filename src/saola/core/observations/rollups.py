@@ -8,11 +8,11 @@ batch, which was most of the cost of ingest. Every delta is commutative (counts 
 time), so folds may run in any order and a crash between the two transactions loses nothing: the queue is durable
 and the next fold takes it.
 
-When do reads see a batch? A background thread of the ingesting process folds `interval` seconds after a
-commit (SAOLA_ROLLUP_FOLD_MS, default 500 ms; at least the last fold's duration, so a busy database folds less
-often rather than ingesting slower), and any ORM read of the rollup or latest tables through a session of
-the same process folds what its process queued first, so code in the ingesting process reads its own writes.
-Other processes (several workers) see a batch about one interval plus one fold later.
+When do reads see a batch? A background thread of the ingesting process folds at most every `interval`
+(SAOLA_ROLLUP_FOLD_MS, default 500 ms) and less often under load (see _Folder), and any ORM read of the rollup
+or latest tables through a session of the same process folds what its process queued first, so code in the
+ingesting process reads its own writes.
+Other processes (several workers) see a batch about one interval plus one fold later (more under load).
 
 How much folding saves depends on how many readings each series gets per interval: a network sending every
 minute gains nothing from an interval shorter than a minute beyond the batching itself, while a batch holding
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 QUEUE_TABLE = "observation_rollup_queue"
 DEFAULT_INTERVAL = 0.5
+LOAD_SPACING = 4.0  # under steady load, folds start at least this many times their own duration apart
 INTERVAL_OPTION = "saola_rollup_fold_seconds"  # engine execution option set by saola.db.engine.make_engine
 _LOCK_KEY = 0x5A01A_0B5  # pg advisory lock: one fold at a time per database
 _READ_TABLES = frozenset({"observation_rollups_hourly", "observation_rollups_daily", "observation_latest"})
@@ -118,7 +119,14 @@ def fold(engine: Engine, *, wait: bool = True) -> int | None:
 
 
 class _Folder:
-    """Per engine: counts commits that queued deltas, and folds them shortly after in a background thread."""
+    """Per engine: counts commits that queued deltas, and folds them shortly after in a background thread.
+
+    When to fold: never sooner than `interval` after the last fold; then as soon as ingest pauses (no commit for
+    `interval`), and under steady load once LOAD_SPACING times the last fold's duration has passed. A fold costs
+    three upserts per series it touches however many batches it covers, so under load each fold takes more batches
+    (fewer upserts per reading), folding uses at most about a fifth of a connection, and the lag grows with the
+    load instead of the ingest slowing down; when the load stops, the last batches are folded one interval later.
+    """
 
     def __init__(self, engine: Engine) -> None:
         self._engine = weakref.ref(engine)
@@ -130,6 +138,8 @@ class _Folder:
         self._kicked = False
         self._thread: threading.Thread | None = None
         self.last_duration = 0.0  # seconds the last background fold took
+        self._last_fold = time.monotonic()  # when the last background fold (or attempt) ended
+        self._last_commit = 0.0
 
     @property
     def pending(self) -> bool:
@@ -141,6 +151,7 @@ class _Folder:
         with self._lock:
             self.committed += 1
             self._kicked = True
+            self._last_commit = time.monotonic()
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="saola-rollup-fold", daemon=True)
                 self._thread.start()
@@ -159,26 +170,37 @@ class _Folder:
             self.folded = max(self.folded, target)
             return True
 
+    def due(self) -> float:
+        """When the next background fold should run (monotonic seconds; see the class docstring)."""
+        earliest = self._last_fold + self.interval
+        under_load = self._last_fold + max(self.interval, LOAD_SPACING * self.last_duration)
+        return max(earliest, min(under_load, self._last_commit + self.interval))
+
     def _run(self) -> None:
         while True:
-            # A fold that took long means a busy database: wait at least as long before the next one, so folding
-            # never takes more than half the time and the lag, not the ingest rate, absorbs a peak.
-            time.sleep(max(self.interval, self.last_duration))
             with self._lock:
                 if not self._kicked:
                     self._thread = None
                     return
-                self._kicked = False
-            started = time.perf_counter()
+                wait = self.due() - time.monotonic()
+                if wait <= 0:
+                    self._kicked = False
+            if wait > 0:  # commits arriving meanwhile may move the time on: look again when it comes
+                time.sleep(wait)
+                continue
+            started = time.monotonic()
             try:
                 done = self.settle(wait=False)
-                self.last_duration = time.perf_counter() - started
             except Exception as exc:  # the database went away (shutdown, a dropped test database): a later fold retries
                 log.warning("folding rollups failed (the queue stays for the next fold): %s", _first_line(exc))
                 with self._lock:
                     self._thread = None
                 return
-            if not done:  # another process was folding: look again next interval
+            finally:
+                self._last_fold = time.monotonic()
+            if done:
+                self.last_duration = self._last_fold - started
+            else:  # another process was folding (and took our deltas, or will): look again next interval
                 with self._lock:
                     self._kicked = True
 
