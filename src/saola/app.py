@@ -163,6 +163,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         if runner:
             runner.stop()
+        pm.hook.saola_shutdown(app=app)
         engine.dispose()
 
     app = FastAPI(

@@ -199,3 +199,17 @@ def test_old_notifications_are_forgotten(client: TestClient, admin_headers, sess
     with session_factory() as session:
         assert session.scalar(select(NgsiNotification).where(NgsiNotification.subscription_id == sub_id)) is None
     client.delete(f"{BASE}/subscriptions/{sub_id}", headers=admin_headers)
+
+
+def test_the_notifier_stops_with_the_application_and_starts_again_with_it(app) -> None:
+    # A notifier left running after shutdown kept polling a database that was going away (a traceback at exit).
+    from saola.interop.ngsi_ld import notify
+
+    engine = app.state.engine
+    with TestClient(app):
+        running = notify._notifiers[engine]
+        assert running.is_alive()
+    assert not running.is_alive() and engine not in notify._notifiers
+    with TestClient(app):
+        again = notify._notifiers[engine]
+        assert again is not running and again.is_alive()

@@ -104,6 +104,11 @@ def saola_startup(app: Any) -> None:
 
 
 @hookspec
+def saola_shutdown(app: Any) -> None:
+    """Run once when the web application stops, before its database engine is closed: stop what startup started."""
+
+
+@hookspec
 def saola_feature_collections() -> list[FeatureCollectionProvider]:
     """Offer feature collections (parcels, stations ...) to the OGC API – Features door under /ogc."""
 

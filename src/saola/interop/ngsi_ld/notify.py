@@ -398,10 +398,19 @@ def start_notifier(session_factory: sessionmaker[Session], *, timeout: float, ma
     engine = session_factory.kw["bind"]
     with _notifiers_lock:
         found = _notifiers.get(engine)
-        if found is None or not found.is_alive():
+        if found is None or not found.is_alive() or found.stopping.is_set():
             found = _notifiers[engine] = Notifier(session_factory, timeout=timeout, max_attempts=max_attempts)
             found.start()
         return found
+
+
+def stop_notifier(engine: Engine) -> None:
+    """Stop the notifier of the engine's database, if one runs (the application is shutting down)."""
+    with _notifiers_lock:
+        found = _notifiers.pop(engine, None)
+    if found is not None:
+        found.stop()
+        found.join(timeout=5)
 
 
 @event.listens_for(Session, "after_commit")

@@ -53,3 +53,11 @@ def saola_startup(app: Any) -> None:
         log.warning("NGSI-LD types could not be loaded (is the database upgraded?)", exc_info=True)
     start_notifier(app.state.session_factory, timeout=settings.webhook_timeout_seconds,
                    max_attempts=settings.webhook_max_attempts)
+
+
+@hookimpl
+def saola_shutdown(app: Any) -> None:
+    """Stop delivering notifications: the application's database is about to close."""
+    from saola.interop.ngsi_ld.notify import stop_notifier
+
+    stop_notifier(app.state.engine)
