@@ -24,10 +24,10 @@ from tests.conftest import unique
 def source_key(session_factory: sessionmaker[Session]) -> Callable[..., str]:
     """A source system's API key (the Open311 api_key), with its own scope and per-minute limit."""
 
-    def _make(scope: str = "68", per_minute: int = 600) -> str:
+    def _make(scope: str = "68", per_minute: int = 600, demo: bool = False) -> str:
         with transaction(session_factory) as session:
             _, key = create_source(session, actor=system_actor("test"), name=unique("o311-"), scope=scope,
-                                   rate_limit_per_minute=per_minute)
+                                   rate_limit_per_minute=per_minute, is_demo=demo)
         return key
 
     return _make
@@ -153,6 +153,16 @@ def test_post_errors(live_url: str, source_key: Any, fields: dict, status: int, 
     assert r.status_code == status, r.text
     error = errors_of(r)[0]
     assert error["code"] == status and words in error["description"]
+
+
+def test_a_demo_source_key_files_nothing_outside_demo_mode(live_url: str, source_key: Any) -> None:
+    # The test server runs with demo mode off, as production does: the demo's published keys must open nothing.
+    description = f"Phản ánh từ nguồn demo {unique('d')}"
+    r = post(live_url, source_key(demo=True), description=description)
+    assert r.status_code == 403 and "api_key" in errors_of(r)[0]["description"]
+    assert post(live_url, source_key(), description=f"{description} thật").status_code == 201
+    listed = httpx.get(f"{live_url}/open311/v2/requests.json").json()
+    assert not [x for x in listed if x.get("description") == description]
 
 
 def test_source_scope_and_per_minute_limit(live_url: str, source_key: Any) -> None:

@@ -118,8 +118,12 @@ def list_sources(session: Session, *, actor: Actor, limit: int = 100, offset: in
     return total, list(session.scalars(stmt.order_by(Source.name).limit(limit).offset(offset)))
 
 
-def source_by_key(session: Session, api_key: str) -> Source:
-    """The active source owning this API key; Unauthorized for anything else."""
+DEMO_KEY_REFUSED = "demo source keys are refused outside demo mode"
+
+
+def source_by_key(session: Session, api_key: str, *, allow_demo: bool) -> Source:
+    """The active source owning this API key; Unauthorized for anything else, and for a demo source's key unless
+    allow_demo (the server runs in demo mode)."""
     match = _KEY.match(api_key or "")
     if not match:
         raise Unauthorized("invalid API key")
@@ -128,6 +132,8 @@ def source_by_key(session: Session, api_key: str) -> Source:
         source.key_hash, _hash_secret(match.group(2))
     ):
         raise Unauthorized("invalid API key")
+    if source.is_demo and not allow_demo:
+        raise Unauthorized(DEMO_KEY_REFUSED)
     return source
 
 
@@ -138,7 +144,7 @@ def authenticate_key(session: Session, api_key: str, *, demo_mode: bool) -> Sour
     found = _IDENTITIES.get(session, cache_key)
     if found is MISSING:
         try:
-            source = source_by_key(session, api_key)
+            source = source_by_key(session, api_key, allow_demo=True)  # demo mode is checked below, after the cache
             found = SourceIdentity(actor_for_source(session, source), source.id, source.name, source.is_demo)
         except Unauthorized as exc:
             found = SourceIdentity(None, None, None, False, exc.message)
@@ -146,7 +152,7 @@ def authenticate_key(session: Session, api_key: str, *, demo_mode: bool) -> Sour
     if found.refusal is not None:
         raise Unauthorized(found.refusal)
     if found.is_demo and not demo_mode:
-        raise Unauthorized("demo source keys are refused outside demo mode")
+        raise Unauthorized(DEMO_KEY_REFUSED)
     return found
 
 

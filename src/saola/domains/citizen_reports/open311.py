@@ -361,9 +361,7 @@ async def create_request(fmt: str, request: Request) -> Response:
             share_contact=share == "true", media_url=fields.get("media_url", ""))
 
         def work(session: Session) -> dict[str, Any]:
-            source = source_by_key(session, fields["api_key"])
-            if source.is_demo and not settings.demo_mode:
-                raise Unauthorized("demo source keys are refused outside demo mode")
+            source = source_by_key(session, fields["api_key"], allow_demo=settings.demo_mode)
             result = service.submit(session, settings=settings, data=data, channel="open311", remote_ip=ip,
                                     source=source)
             code = result.submission.tracking_code
