@@ -398,9 +398,8 @@ def markdown(report: dict[str, Any]) -> str:
         "autovacuum analyzed it. Hence the stations already on the node above (kept so that figures compare with "
         "earlier runs). The engine connects with `plan_cache_mode=force_custom_plan`, so prepared statements are "
         "planned for the data each time and this trap is gone. The server freezes the objects built at startup out "
-        "of the garbage collector (`gc.freeze()`, worth about a third of this door's throughput when it was "
-        "measured, before the changes above) and, since 2026-12-02, collects young objects every 100,000 "
-        "allocations instead of 700 (`saola.app.settle_garbage_collector`).",
+        "of the garbage collector (`gc.freeze()` in `saola.runtime.settle_garbage_collector`, worth about a third "
+        "of this door's throughput when it was measured, before the changes above).",
         "",
         f"Reproduce: `python -m benchmarks.ngsi_ld_upsert --entities {report['entities']} --batch {report['batch']} "
         f"--backends {backends}`",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,30 +20,10 @@ from saola.db.engine import make_engine, make_session_factory
 from saola.db.types import utcnow
 from saola.packs.context import PackContext
 from saola.packs.manager import get_plugin_manager, get_registry
+from saola.runtime import settle_garbage_collector
 from saola.scheduler import JobRunner
 
 log = structlog.get_logger("saola.http")
-
-# The collector's first threshold: net container allocations before a young-generation collection (CPython's
-# default is 700). A 10,000-reading batch allocates ~40,000 containers that live for the whole request (the parsed
-# items, the keyed rows); at 700 they were walked by a dozen young and several full collections per batch, a
-# quarter of the ingest path's CPU (seen with perf). Nearly all of it is freed by reference counting when the
-# request ends, so a higher threshold costs little memory: at most this many cyclic leftovers wait a little longer.
-GC_YOUNG_THRESHOLD = 100_000
-_gc_settled = False
-
-
-def settle_garbage_collector() -> None:
-    """Once per process, after startup: freeze what startup built and collect young objects less often."""
-    global _gc_settled
-    if _gc_settled:
-        return
-    _gc_settled = True
-    # Application, metadata, schemas and packs live as long as the process: out of every full collection's walk.
-    gc.collect()
-    gc.freeze()
-    _young, middle, old = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 class BodySizeLimit:

@@ -69,6 +69,7 @@ from saola.db.many import chunks, is_postgresql, one_of
 from saola.db.outbox import record_change
 from saola.db.types import UTCDateTime, utcnow
 from saola.db.upsert import upsert_rows
+from saola.runtime import large_allocations
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_AHEAD = timedelta(days=1)
@@ -358,11 +359,22 @@ def _resolve(session: Session, items: Sequence[ObservationIn | Mapping[str, Any]
     return indicators, units, entities, rows, moments, bounds, out_of_range
 
 
+LARGE_BATCH = 1_000  # readings from which a batch is handled with the collector's large-batch setting
+
+
 def ingest(
     session: Session, *, actor: Actor, items: Sequence[ObservationIn | Mapping[str, Any]],
     now: datetime | None = None,
 ) -> IngestResult:
     """Validate and write a batch of readings, all or nothing, keeping rollups and latest values in step."""
+    if len(items) < LARGE_BATCH:
+        return _ingest(session, actor=actor, items=items, now=now)
+    with large_allocations():
+        return _ingest(session, actor=actor, items=items, now=now)
+
+
+def _ingest(session: Session, *, actor: Actor, items: Sequence[ObservationIn | Mapping[str, Any]],
+            now: datetime | None) -> IngestResult:
     actor.require("observations:write")
     if len(items) > MAX_BATCH:
         raise ValidationFailed(f"a batch holds at most {MAX_BATCH} readings, got {len(items)}",
