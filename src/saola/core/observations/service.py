@@ -15,6 +15,7 @@ import re
 import struct
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from itertools import groupby
 from operator import itemgetter
@@ -367,9 +368,7 @@ def ingest(
     now: datetime | None = None,
 ) -> IngestResult:
     """Validate and write a batch of readings, all or nothing, keeping rollups and latest values in step."""
-    if len(items) < LARGE_BATCH:
-        return _ingest(session, actor=actor, items=items, now=now)
-    with large_allocations():
+    with large_allocations() if len(items) >= LARGE_BATCH else nullcontext():
         return _ingest(session, actor=actor, items=items, now=now)
 
 
